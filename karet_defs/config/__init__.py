@@ -1,0 +1,1 @@
+"""The pipeline.json model: parse, upgrade legacy configs, validate."""

@@ -1,0 +1,50 @@
+"""Settings read from the environment, in one place: which store (local directory or S3) and its secrets.
+
+An empty ``S3_BUCKET`` selects the embedded default, a local directory (``KARET_DATA_DIR``) with the same key
+layout as the bucket. Nothing here is read at import time: call ``Settings()`` (or ``get_settings()``).
+"""
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    data_dir: Path = Field(
+        default=Path("karet-data"),
+        validation_alias=AliasChoices("KARET_DATA_DIR", "data_dir"),
+        description="Root of the embedded local store when no S3 bucket is configured.",
+    )
+    s3_bucket: str = Field(default="", validation_alias=AliasChoices("S3_BUCKET", "s3_bucket"))
+    s3_bucket_lake: str = Field(default="", validation_alias=AliasChoices("S3_BUCKET_LAKE", "s3_bucket_lake"))
+    s3_bucket_warehouse: str = Field(
+        default="", validation_alias=AliasChoices("S3_BUCKET_WAREHOUSE", "s3_bucket_warehouse")
+    )
+    s3_endpoint: str = Field(
+        default="", validation_alias=AliasChoices("S3_ENDPOINT", "AWS_ENDPOINT_URL", "s3_endpoint")
+    )
+    aws_region: str = Field(default="us-east-1", validation_alias=AliasChoices("AWS_REGION", "aws_region"))
+    aws_access_key_id: str = Field(
+        default="", validation_alias=AliasChoices("AWS_ACCESS_KEY_ID", "aws_access_key_id")
+    )
+    aws_secret_access_key: str = Field(
+        default="", validation_alias=AliasChoices("AWS_SECRET_ACCESS_KEY", "aws_secret_access_key")
+    )
+    s3_force_path_style: bool = Field(
+        default=True, validation_alias=AliasChoices("S3_FORCE_PATH_STYLE", "s3_force_path_style")
+    )
+    worker_token: str = Field(default="", validation_alias=AliasChoices("KARET_WORKER_TOKEN", "worker_token"))
+
+    @property
+    def uses_s3(self) -> bool:
+        return bool(self.s3_bucket)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, read from the environment on first use."""
+    return Settings()

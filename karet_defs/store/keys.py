@@ -1,0 +1,24 @@
+"""The key layout of SPEC §1, in one place."""
+
+PIPELINES_PREFIX = "pipelines/"
+CONFIG_NAME = "pipeline.json"
+
+
+def pipeline_prefix(slug: str) -> str:
+    return f"{PIPELINES_PREFIX}{slug}/"
+
+
+def config_key(slug: str) -> str:
+    return f"{pipeline_prefix(slug)}{CONFIG_NAME}"
+
+
+def table_prefix(slug: str, table_id: str) -> str:
+    return f"{pipeline_prefix(slug)}clean/{table_id}/"
+
+
+def slug_of_config_key(key: str) -> str | None:
+    """``pipelines/<slug>/pipeline.json`` → slug; any other key → None."""
+    if not key.startswith(PIPELINES_PREFIX) or not key.endswith("/" + CONFIG_NAME):
+        return None
+    slug = key[len(PIPELINES_PREFIX) : -len(CONFIG_NAME) - 1]
+    return slug if slug and "/" not in slug else None
