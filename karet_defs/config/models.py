@@ -111,12 +111,38 @@ class FromUnix(_Node):
 
 
 AstNode = Annotated[
-    Col | Str | Num | Bool | Null | Binary | Unary | Contains | Substring | Concat | If | Coalesce
-    | ParseDate | Cast | LookupRef | FromUnix,
+    Col
+    | Str
+    | Num
+    | Bool
+    | Null
+    | Binary
+    | Unary
+    | Contains
+    | Substring
+    | Concat
+    | If
+    | Coalesce
+    | ParseDate
+    | Cast
+    | LookupRef
+    | FromUnix,
     Field(discriminator="kind"),
 ]
 
-for _model in (Binary, Unary, Contains, Substring, Concat, If, Coalesce, ParseDate, Cast, LookupRef, FromUnix):
+for _model in (
+    Binary,
+    Unary,
+    Contains,
+    Substring,
+    Concat,
+    If,
+    Coalesce,
+    ParseDate,
+    Cast,
+    LookupRef,
+    FromUnix,
+):
     _model.model_rebuild()
 
 ColumnType = str  # string | number | int64 | float64 | date | bool; unknown types are tolerated as strings
@@ -151,7 +177,7 @@ class SourceContainer(BaseModel):
     record_filter: AstNode | None = None
 
     def resolved_prefix(self, slug: str) -> str:
-        """The lake key prefix: absolute when it starts with ``pipelines/``, else under the pipeline folder."""
+        """The lake key prefix: absolute if it starts with ``pipelines/``, else under the pipeline folder."""
         if self.path_prefix.startswith("pipelines/"):
             return self.path_prefix
         return f"pipelines/{slug}/{self.path_prefix}"

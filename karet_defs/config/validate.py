@@ -1,0 +1,408 @@
+"""Parse and validate ``pipeline.json``: the checks, message templates and order of REFERENCE §2.2.
+
+``parse_pipeline`` turns raw text into a ``Pipeline`` (JSON decoding, the E1→E2 upgrade of ``migrate``, the
+model) and reports every failure as one ``ConfigSchemaError`` naming the JSON location. ``validate_pipeline``
+collects every rule violation as a ``ValidationIssue`` of one of the four kinds ``missing_field``,
+``duplicate_id``, ``dangling_reference`` and ``schema``, in the original worker's order: id checks per
+collection (sources, lookups, mappings, tables), reference checks (source record filters, then each mapping:
+source and table ids, lookups, table columns, a leftover E1 ``partition_by``, ``col`` names, ``where``), table
+key checks, source prefix checks, and last the lookup ``match`` check this port adds. ``load_pipeline`` does
+both and raises ``ValidationFailed`` carrying every issue.
+"""
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import ValidationError
+
+from karet_defs.config.migrate import upgrade_legacy
+from karet_defs.config.models import (
+    AnalyticTable,
+    Col,
+    LookupMapping,
+    LookupRef,
+    Mapping,
+    PartitionBy,
+    Pipeline,
+    SourceContainer,
+)
+from karet_defs.config.walk import iter_nodes
+from karet_defs.errors import ConfigSchemaError, ValidationFailed
+
+MAX_DEPTH = 256
+SUPPORTED_MATCHES = ("keyword_substring", "exact")
+
+IssueKind = Literal["missing_field", "duplicate_id", "dangling_reference", "schema"]
+
+_FLOAT_TYPES = frozenset({"float64", "number"})
+_MAX_REPORTED_ERRORS = 3
+# Fields typed AstNode: pydantic puts the union tag right after them in an error location.
+_AST_FIELDS = frozenset({"expr", "record_filter", "where", "left", "right", "input", "cond", "then", "else"})
+
+
+@dataclass(frozen=True)
+class ValidationIssue:
+    """One validation error: a kind, the rendered message and a JSON Pointer into the config."""
+
+    kind: IssueKind
+    message: str
+    path: str
+
+    def to_dict(self) -> dict[str, str]:
+        """The ``{kind, message, path}`` object of the validate response."""
+        return {"kind": self.kind, "message": self.message, "path": self.path}
+
+
+def _missing_field(path: str, field: str) -> ValidationIssue:
+    return ValidationIssue("missing_field", f"missing field `{field}` at {path}", path)
+
+
+def _duplicate_id(path: str, kind: str, id_: str) -> ValidationIssue:
+    return ValidationIssue("duplicate_id", f"duplicate {kind} id `{id_}` at {path}", path)
+
+
+def _dangling(path: str, kind: str, target: str) -> ValidationIssue:
+    return ValidationIssue("dangling_reference", f"dangling {kind} reference to `{target}` at {path}", path)
+
+
+def _schema(path: str, message: str) -> ValidationIssue:
+    return ValidationIssue("schema", f"schema error at {path}: {message}", path)
+
+
+def validate_pipeline(p: Pipeline) -> list[ValidationIssue]:
+    """Every rule violation of ``p``, in REFERENCE §2.2 order; an empty list means valid."""
+    issues: list[ValidationIssue] = []
+    _check_ids(p.source_containers, "source_containers", "source_container", True, issues)
+    _check_ids(p.lookup_mappings, "lookup_mappings", "lookup_mapping", False, issues)
+    _check_ids(p.mappings, "mappings", "mapping", False, issues)
+    _check_ids(p.analytic_tables, "analytic_tables", "analytic_table", True, issues)
+    for i, source in enumerate(p.source_containers):
+        _check_record_filter(p, i, source, issues)
+    for i, mapping in enumerate(p.mappings):
+        _check_mapping(p, i, mapping, issues)
+    for i, table in enumerate(p.analytic_tables):
+        _check_table_keys(i, table, issues)
+    _check_prefixes(p.source_containers, issues)
+    for i, lookup in enumerate(p.lookup_mappings):
+        _check_match(lookup, f"/lookup_mappings/{i}", issues)
+    return issues
+
+
+def _check_ids(
+    items: Sequence[SourceContainer | LookupMapping | Mapping | AnalyticTable],
+    collection: str,
+    kind: str,
+    name_required: bool,
+    issues: list[ValidationIssue],
+) -> None:
+    seen: set[str] = set()
+    for i, item in enumerate(items):
+        path = f"/{collection}/{i}/id"
+        if not item.id:
+            issues.append(_missing_field(path, "id"))
+        elif item.id in seen:
+            issues.append(_duplicate_id(path, kind, item.id))
+        seen.add(item.id)
+        if name_required and not item.name:
+            issues.append(_missing_field(f"/{collection}/{i}/name", "name"))
+
+
+def _check_record_filter(p: Pipeline, i: int, source: SourceContainer, issues: list[ValidationIssue]) -> None:
+    if source.record_filter is None:
+        return
+    path = f"/source_containers/{i}/record_filter"
+    columns = {c.name for c in source.schema_}
+    for node in iter_nodes(source.record_filter):
+        if isinstance(node, LookupRef) and _resolve_lookup(node.lookup_id, p.lookup_mappings) is None:
+            issues.append(_dangling(path, "lookup", node.lookup_id))
+        elif isinstance(node, Col) and node.name not in columns:
+            issues.append(_dangling(path, "source_column", f"{source.id}.{node.name}"))
+
+
+def _check_mapping(p: Pipeline, i: int, mapping: Mapping, issues: list[ValidationIssue]) -> None:
+    base = f"/mappings/{i}"
+    # Empty references are reported (the original skipped them silently, REFERENCE §2.2 recommendation) and
+    # never resolve, so they cause no follow-up column errors.
+    source = p.source(mapping.source_container_id) if mapping.source_container_id else None
+    table = p.table(mapping.analytic_table_id) if mapping.analytic_table_id else None
+    if not mapping.source_container_id:
+        issues.append(_missing_field(f"{base}/source_container_id", "source_container_id"))
+    elif source is None:
+        issues.append(
+            _dangling(f"{base}/source_container_id", "source_container", mapping.source_container_id)
+        )
+    if not mapping.analytic_table_id:
+        issues.append(_missing_field(f"{base}/analytic_table_id", "analytic_table_id"))
+    elif table is None:
+        issues.append(_dangling(f"{base}/analytic_table_id", "analytic_table", mapping.analytic_table_id))
+
+    expressions = [(f"{base}/columns/{j}/expr", column.expr) for j, column in enumerate(mapping.columns)]
+    if mapping.where is not None:
+        expressions.append((f"{base}/where", mapping.where))
+    for path, expr in expressions:
+        for node in iter_nodes(expr):
+            if isinstance(node, LookupRef) and _resolve_lookup(node.lookup_id, p.lookup_mappings) is None:
+                issues.append(_dangling(path, "lookup", node.lookup_id))
+
+    if table is not None:
+        table_columns = {c.name for c in table.schema_}
+        for j, column in enumerate(mapping.columns):
+            if column.name not in table_columns:
+                issues.append(
+                    _dangling(
+                        f"{base}/columns/{j}/name", "analytic_table_column", f"{table.id}.{column.name}"
+                    )
+                )
+
+    produced = {c.name for c in mapping.columns}
+    if mapping.partition_by is not None:
+        _check_partition_by(base, mapping.partition_by, produced, table, issues)
+
+    if source is not None:
+        source_columns = {c.name for c in source.schema_}
+        for j, column in enumerate(mapping.columns):
+            for node in iter_nodes(column.expr):
+                if isinstance(node, Col) and node.name not in source_columns:
+                    issues.append(
+                        _dangling(f"{base}/columns/{j}/expr", "source_column", f"{source.id}.{node.name}")
+                    )
+    # ``where`` runs after the projection, so its ``col`` nodes name the mapping's output columns.
+    if mapping.where is not None:
+        for node in iter_nodes(mapping.where):
+            if isinstance(node, Col) and node.name not in produced:
+                issues.append(_dangling(f"{base}/where", "mapping_output_column", node.name))
+
+
+def _check_partition_by(
+    base: str,
+    partition_by: PartitionBy,
+    produced: set[str],
+    table: AnalyticTable | None,
+    issues: list[ValidationIssue],
+) -> None:
+    # Only a partition_by that upgrade_legacy could not upgrade reaches here; these are the E1 messages.
+    column = partition_by.column
+    if column not in produced:
+        issues.append(_dangling(f"{base}/partition_by/column", "mapping_output_column", column))
+    elif table is not None and (declared := table.column(column)) is not None and declared.type != "date":
+        issues.append(
+            _schema(
+                f"{base}/partition_by/column",
+                f"partition column `{column}` is type `{declared.type}`; "
+                "only `date` columns can be partitioned by month",
+            )
+        )
+    granularity = partition_by.granularity
+    if granularity != "month":
+        issues.append(
+            _schema(
+                f"{base}/partition_by/granularity",
+                f'unsupported partition granularity: `{granularity}` (supported: "month")',
+            )
+        )
+
+
+def _check_table_keys(i: int, table: AnalyticTable, issues: list[ValidationIssue]) -> None:
+    types = {c.name: c.type for c in table.schema_}
+    path = f"/analytic_tables/{i}/partition_keys"
+    if len(table.partition_keys) > 2:
+        issues.append(_schema(path, f"{len(table.partition_keys)} partition keys; at most 2 are supported"))
+    seen: set[str] = set()
+    for key in table.partition_keys:
+        if key in seen:
+            issues.append(_schema(path, f"duplicate partition key `{key}`"))
+            continue
+        seen.add(key)
+        if key not in types:
+            issues.append(_dangling(path, "schema_column", key))
+        elif types[key] in _FLOAT_TYPES:
+            issues.append(
+                _schema(path, f"partition key `{key}` is float-capable; floats make unstable path segments")
+            )
+    path = f"/analytic_tables/{i}/dedup_keys"
+    seen = set()
+    for key in table.dedup_keys:
+        if key in seen:
+            issues.append(_schema(path, f"duplicate dedup key `{key}`"))
+            continue
+        seen.add(key)
+        if key not in types:
+            issues.append(_dangling(path, "schema_column", key))
+
+
+def _check_prefixes(sources: list[SourceContainer], issues: list[ValidationIssue]) -> None:
+    for i, source in enumerate(sources):
+        path = f"/source_containers/{i}/path_prefix"
+        prefix = source.path_prefix
+        if not prefix:
+            issues.append(_missing_field(path, "path_prefix"))
+        elif prefix.startswith("/") or not prefix.endswith("/") or ".." in prefix.split("/"):
+            issues.append(
+                _schema(
+                    path,
+                    f"path_prefix `{prefix}` must be a relative key prefix ending in `/` "
+                    "without `..` segments",
+                )
+            )
+    # Every ordered pair, reported at the nested source: a file's source is its first prefix match, so
+    # nesting is ambiguous, and two identical prefixes are reported on both sources.
+    for i, a in enumerate(sources):
+        for j, b in enumerate(sources):
+            if i != j and a.path_prefix and b.path_prefix.startswith(a.path_prefix):
+                issues.append(
+                    _schema(
+                        f"/source_containers/{j}/path_prefix",
+                        f"prefix `{b.path_prefix}` is nested under `{a.path_prefix}` (source `{a.id}`); "
+                        "source prefixes must not overlap",
+                    )
+                )
+
+
+def _check_match(lookup: LookupMapping, path: str, issues: list[ValidationIssue]) -> None:
+    if lookup.match not in SUPPORTED_MATCHES:
+        supported = ", ".join(SUPPORTED_MATCHES)
+        issues.append(
+            _schema(f"{path}/match", f"match `{lookup.match}` is not supported (supported: {supported})")
+        )
+    for j, child in enumerate(lookup.children):
+        _check_match(child, f"{path}/children/{j}", issues)
+
+
+def _resolve_lookup(lookup_id: str, lookups: list[LookupMapping]) -> LookupMapping | None:
+    """The lookup a dotted id such as ``categories.merchants`` names, or None when any segment is missing."""
+    head, *rest = lookup_id.split(".")
+    current = next((lk for lk in lookups if lk.id == head), None) if head else None
+    for segment in rest:
+        if current is None or not segment:
+            return None
+        current = next((c for c in current.children if c.id == segment), None)
+    return current
+
+
+def parse_pipeline(raw: bytes | str | dict[str, Any]) -> Pipeline:
+    """Decode, upgrade and parse a ``pipeline.json``; any failure raises ``ConfigSchemaError``."""
+    doc = _decode(raw)
+    _check_depth(doc)
+    doc = upgrade_legacy(doc)
+    try:
+        return Pipeline.model_validate(doc)
+    except ValidationError as exc:
+        raise ConfigSchemaError(_describe(exc, doc)) from exc
+    except RecursionError as exc:  # a cyclic dict handed in by a caller
+        raise ConfigSchemaError(f"config nesting is deeper than the limit of {MAX_DEPTH} levels") from exc
+
+
+def load_pipeline(raw: bytes | str | dict[str, Any]) -> Pipeline:
+    """Parse and validate a ``pipeline.json``; raise ``ValidationFailed`` listing every issue."""
+    pipeline = parse_pipeline(raw)
+    issues = validate_pipeline(pipeline)
+    if issues:
+        raise ValidationFailed(
+            issues[0].message, code=issues[0].kind, details=[issue.to_dict() for issue in issues]
+        )
+    return pipeline
+
+
+class _NonFiniteNumber(ValueError):
+    pass
+
+
+def _reject_constant(name: str) -> Any:
+    raise _NonFiniteNumber(name)
+
+
+def _decode(raw: object) -> dict[str, Any]:
+    if isinstance(raw, dict):
+        return raw
+    if isinstance(raw, bytes | bytearray):
+        try:
+            text = bytes(raw).decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise ConfigSchemaError(f"config is not valid UTF-8 (byte {exc.start})") from exc
+    elif isinstance(raw, str):
+        text = raw.removeprefix("\ufeff")
+    else:
+        raise ConfigSchemaError(f"config must be JSON text or an object, not {type(raw).__name__}")
+    try:
+        doc = json.loads(text, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        raise ConfigSchemaError(f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from exc
+    except _NonFiniteNumber as exc:
+        raise ConfigSchemaError(f"invalid JSON: `{exc}` is not a JSON number") from exc
+    except RecursionError as exc:
+        raise ConfigSchemaError(f"config nesting is deeper than the limit of {MAX_DEPTH} levels") from exc
+    if not isinstance(doc, dict):
+        raise ConfigSchemaError(f"config must be a JSON object, not {_json_type(doc)}")
+    return doc
+
+
+def _json_type(value: object) -> str:
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, bool):
+        return "a boolean"
+    if value is None:
+        return "null"
+    return "a number"
+
+
+def _check_depth(doc: dict[str, Any]) -> None:
+    # Bounded before the model sees the document: pydantic and every recursive consumer (the expression
+    # compiler, json.dumps) would otherwise fail on a deep expression with a RecursionError or worse.
+    stack: list[tuple[Any, int, tuple[str, ...]]] = [(doc, 1, ())]
+    while stack:
+        value, depth, where = stack.pop()
+        if depth > MAX_DEPTH:
+            raise ConfigSchemaError(
+                f"{'.'.join(where)}: nesting is deeper than the limit of {MAX_DEPTH} levels"
+            )
+        for key, child in value.items() if isinstance(value, dict) else enumerate(value):
+            if isinstance(child, dict | list):
+                # Only the first few steps are kept: enough to name the culprit, cheap for long chains.
+                stack.append((child, depth + 1, where + (str(key),) if len(where) < 5 else where))
+
+
+def _describe(exc: ValidationError, doc: dict[str, Any]) -> str:
+    errors = exc.errors(include_url=False, include_input=False)
+    parts = [f"{_location(e['loc'], doc)}: {_reason(e)}" for e in errors[:_MAX_REPORTED_ERRORS]]
+    more = len(errors) - _MAX_REPORTED_ERRORS
+    return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
+
+
+def _location(loc: tuple[int | str, ...], doc: dict[str, Any]) -> str:
+    """The dotted JSON location of a pydantic error, without the union tags pydantic inserts."""
+    parts: list[str] = []
+    node: Any = doc
+    at_union = False
+    for item in loc:
+        if at_union and isinstance(node, dict) and node.get("kind") == item:
+            at_union = False
+            continue
+        parts.append(str(item))
+        at_union = item in _AST_FIELDS or (isinstance(item, int) and parts[-2:-1] == ["args"])
+        if isinstance(node, dict):
+            node = node.get(item)
+        elif isinstance(node, list) and isinstance(item, int) and 0 <= item < len(node):
+            node = node[item]
+        else:
+            node = None
+    return ".".join(parts) or "(root)"
+
+
+def _reason(error: Any) -> str:
+    kind = error["type"]
+    if kind == "union_tag_invalid":
+        return f"unknown expression kind {error['ctx']['tag']!r}"
+    if kind == "union_tag_not_found":
+        return "expression has no `kind`"
+    if kind == "missing":
+        return "required field is missing"
+    if kind == "extra_forbidden":
+        return "unknown field"
+    if kind == "recursion_loop":
+        return f"nesting is deeper than the limit of {MAX_DEPTH} levels"
+    return str(error["msg"])

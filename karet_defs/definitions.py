@@ -1,0 +1,43 @@
+"""The one assembly point: every pipeline in the store becomes Dagster definitions when the location loads.
+
+A pipeline whose config cannot be read or validated is replaced by a visible marker asset and a logged
+warning; it never takes the other pipelines or the code location down.
+"""
+
+import logging
+
+import dagster as dg
+
+from karet_defs.catalog import list_slugs, read_pipeline
+from karet_defs.errors import KaretError
+from karet_defs.orchestration.jobs import dagster_name
+from karet_defs.orchestration.pipeline import build_broken_pipeline_defs, build_pipeline_defs
+from karet_defs.orchestration.resources import StoreResource
+
+_log = logging.getLogger("karet.definitions")
+
+
+def build_definitions(store: StoreResource) -> dg.Definitions:
+    """Definitions for every pipeline found through ``store``."""
+    stores = store.stores()
+    parts: list[dg.Definitions] = []
+    names: dict[str, str] = {}
+    for slug in list_slugs(stores):
+        name = dagster_name(slug)
+        try:
+            if name in names:
+                raise KaretError(
+                    f"slug `{slug}` maps to the Dagster name `{name}` already used by `{names[name]}`",
+                    code="name_collision",
+                )
+            parts.append(build_pipeline_defs(read_pipeline(stores, slug), slug))
+        except KaretError as exc:
+            _log.warning("pipeline %s skipped: %s: %s", slug, exc.code, exc.message)
+            parts.append(build_broken_pipeline_defs(slug, exc))
+        names.setdefault(name, slug)
+    return dg.Definitions.merge(*parts, dg.Definitions(resources={"store": store}))
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    return build_definitions(StoreResource())

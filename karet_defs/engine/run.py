@@ -1,0 +1,235 @@
+"""Running a whole pipeline (SPEC §4, REFERENCE §3.3): the one entry point Dagster assets and scripts call.
+
+Inputs are discovered per source and fetched once; every mapping is evaluated file by file with vectorised
+Polars expressions, so one bad file is reported and skipped while the good ones are written. A mapping's
+output is checked (assertions), de-duplicated, split into Hive partitions and published object by object;
+its stale files are reaped only after all of its new files are in place.
+"""
+
+import logging
+import tempfile
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+from karet_defs.catalog import read_pipeline
+from karet_defs.config.models import AnalyticTable, Mapping, Pipeline, SourceContainer
+from karet_defs.engine.assertions import Violation, check_assertions
+from karet_defs.engine.read import (
+    SOURCE_EXTENSIONS,
+    FileReadError,
+    describe_read_error,
+    read_source_file,
+)
+from karet_defs.engine.write import (
+    PartitionError,
+    PublishError,
+    dedup,
+    publish,
+    reap_stale,
+    split_partitions,
+)
+from karet_defs.errors import KaretError
+from karet_defs.expr.compile import compile_expr
+from karet_defs.expr.lookups import build_lookup_registry
+from karet_defs.store import keys
+from karet_defs.store.base import ObjectStore, Stores
+
+_log = logging.getLogger("karet.engine")
+
+
+@dataclass
+class TableReport:
+    """What one run did to one analytic table."""
+
+    table_id: str
+    partitions: list[str] = field(default_factory=list)
+    rows_written: int = 0
+    rows_deduped: int = 0
+    mappings_written: list[str] = field(default_factory=list)
+    mappings_failed: list[str] = field(default_factory=list)
+    violations: list[Violation] = field(default_factory=list)
+    columns: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class RunReport:
+    """The worker's answer: ``partitions_written``, ``files_processed``, ``errors``, plus per-table facts."""
+
+    partitions_written: int = 0
+    files_processed: int = 0
+    errors: list[str] = field(default_factory=list)
+    tables: dict[str, TableReport] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, object]:
+        return {
+            "partitions_written": self.partitions_written,
+            "files_processed": self.files_processed,
+            "errors": list(self.errors),
+        }
+
+    def add_error(self, message: str) -> None:
+        if message not in self.errors:
+            self.errors.append(message)
+
+
+def run_pipeline(
+    stores: Stores,
+    slug: str,
+    *,
+    clean_run: bool = False,
+    table_ids: Collection[str] | None = None,
+    log: logging.Logger | None = None,
+) -> RunReport:
+    """Run every mapping of a pipeline (or only those feeding ``table_ids``) and publish its tables."""
+    log = log or _log
+    pipeline = read_pipeline(stores, slug)
+    tables = [t for t in pipeline.analytic_tables if table_ids is None or t.id in table_ids]
+    report = RunReport(tables={t.id: TableReport(t.id) for t in tables})
+    if clean_run:
+        for table in tables:
+            prefix = keys.table_prefix(slug, table.id)
+            deleted = stores.warehouse.delete_many([i.key for i in stores.warehouse.list(prefix)])
+            log.info("clean_run: deleted %d object(s) under %s", deleted, prefix)
+    mappings = [m for m in pipeline.mappings if m.analytic_table_id in report.tables]
+    with _fetched_inputs(stores.lake, pipeline, slug, mappings, report, log) as inputs:
+        if not inputs:
+            log.info("no input files found for pipeline %s", slug)
+            return report
+        lookups = build_lookup_registry(pipeline.lookup_mappings)
+        for mapping in mappings:
+            source = pipeline.source(mapping.source_container_id)
+            table = pipeline.table(mapping.analytic_table_id)
+            if source is None or table is None:
+                continue
+            prefix = source.resolved_prefix(slug)
+            files = [(key, path) for key, path in inputs.items() if key.startswith(prefix)]
+            if not files:
+                continue
+            _run_mapping(stores.warehouse, slug, mapping, source, table, files, lookups, report, log)
+    return report
+
+
+@contextmanager
+def _fetched_inputs(
+    lake: ObjectStore,
+    pipeline: Pipeline,
+    slug: str,
+    mappings: list[Mapping],
+    report: RunReport,
+    log: logging.Logger,
+) -> Iterator[dict[str, Path]]:
+    """Every raw file of the sources the mappings read, each fetched once, as key → local path."""
+    wanted = {m.source_container_id for m in mappings}
+    with tempfile.TemporaryDirectory(prefix="karet-inputs-") as tmp:
+        inputs: dict[str, Path] = {}
+        for source in pipeline.source_containers:
+            if source.id not in wanted:
+                continue
+            extensions = SOURCE_EXTENSIONS[source.format]
+            for info in lake.list(source.resolved_prefix(slug)):
+                if info.key in inputs or not info.key.lower().endswith(extensions):
+                    continue
+                path = lake.local_path(info.key)
+                if path is None:
+                    path = Path(tmp) / f"{len(inputs)}{Path(info.key).suffix}"
+                    try:
+                        lake.download(info.key, path)
+                    except KaretError as exc:
+                        report.add_error(f"file {info.key}: download failed: {exc.message}")
+                        continue
+                inputs[info.key] = path
+        report.files_processed = len(inputs)
+        log.info("fetched %d input file(s)", len(inputs))
+        yield inputs
+
+
+def _run_mapping(
+    warehouse: ObjectStore,
+    slug: str,
+    mapping: Mapping,
+    source: SourceContainer,
+    table: AnalyticTable,
+    files: list[tuple[str, Path]],
+    lookups: dict,
+    report: RunReport,
+    log: logging.Logger,
+) -> None:
+    table_report = report.tables[table.id]
+
+    def fail(message: str) -> None:
+        report.add_error(message)
+        table_report.mappings_failed.append(mapping.id)
+
+    try:
+        exprs = [compile_expr(c.expr, lookups).alias(c.name) for c in mapping.columns]
+        where = compile_expr(mapping.where, lookups) if mapping.where is not None else None
+        record_filter = (
+            compile_expr(source.record_filter, lookups) if source.record_filter is not None else None
+        )
+    except KaretError as exc:
+        fail(f"ingest {mapping.id}: evaluator error: {exc.message}")
+        return
+
+    frames: list[pl.DataFrame] = []
+    for key, path in files:
+        try:
+            frame = read_source_file(path, source)
+            if record_filter is not None:
+                frame = frame.filter(record_filter)
+            frame = frame.select(exprs)
+            if where is not None:
+                frame = frame.filter(where)
+            frames.append(frame.collect(engine="streaming"))
+        except FileReadError as exc:
+            report.add_error(f"file {key}: {exc}")
+        except pl.exceptions.PolarsError as exc:
+            report.add_error(f"file {key}: {describe_read_error(exc, path, source)}")
+    if not frames:
+        fail(f"ingest {mapping.id}: no files succeeded during ingestion")
+        return
+    try:
+        output = pl.concat(frames, how="vertical")
+    except pl.exceptions.PolarsError as exc:
+        fail(f"collect {mapping.id}: {exc}")
+        return
+
+    violations = check_assertions(output, table)
+    if violations:
+        table_report.violations.extend(violations)
+        fail(f"assertion {mapping.id}: " + "; ".join(str(v) for v in violations))
+        return
+    try:
+        output, dropped = dedup(output, table.dedup_keys)
+    except PartitionError as exc:
+        fail(f"dedup {mapping.id}: {exc}")
+        return
+    try:
+        parts = split_partitions(output, table, mapping.id)
+    except PartitionError as exc:
+        fail(f"partition {mapping.id}: {exc}")
+        return
+
+    prefix = keys.table_prefix(slug, table.id)
+    try:
+        written = publish(warehouse, prefix, parts)
+    except PublishError as exc:
+        fail(f"upload {mapping.id}: {exc}")
+        return
+    reaped = reap_stale(warehouse, prefix, mapping.id, set(written))
+    log.info(
+        "mapping %s: %d row(s) in %d partition(s), %d stale file(s) reaped",
+        mapping.id,
+        output.height,
+        len(written),
+        len(reaped),
+    )
+    report.partitions_written += len(written)
+    table_report.partitions.extend(k[len(prefix) :] for k in written)
+    table_report.rows_written += output.height
+    table_report.rows_deduped += dropped
+    table_report.mappings_written.append(mapping.id)
+    table_report.columns.update({name: str(dtype) for name, dtype in output.schema.items()})

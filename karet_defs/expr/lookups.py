@@ -1,0 +1,90 @@
+"""Vectorised lookup matching (REFERENCE §1.5, SPEC §2.1).
+
+A lookup turns an input string into the ``output`` of its best matching row: children are scanned first, in
+order, without their catch-alls (first child hit wins), then the node's own rows, where the highest
+``priority`` wins and ties go to the earliest row; a miss gives the root's ``catch_all`` or null, and a null
+input always gives null. ``keyword_substring`` matches when any pattern is a substring of the input and is
+computed with one Aho-Corasick pass (``str.extract_many``) that reports every matched pattern, whose best rank
+is then taken with ``list.min``; ``exact`` is a single ``replace_strict``. The root's ``match`` governs the
+whole tree (the field is documented as parent-only), while ``case_insensitive`` is read per node. No Python
+code runs per row.
+"""
+
+from collections.abc import Sequence
+
+import polars as pl
+
+from karet_defs.config.models import LookupMapping
+from karet_defs.errors import ExpressionError
+
+MATCH_MODES = ("keyword_substring", "exact")
+
+
+def build_lookup_registry(lookups: Sequence[LookupMapping]) -> dict[str, LookupMapping]:
+    """Index lookups by top-level id and by dotted child path (``categories.merchants``)."""
+    registry: dict[str, LookupMapping] = {}
+
+    def register(lookup: LookupMapping, path: str) -> None:
+        registry[path] = lookup
+        for child in lookup.children:
+            register(child, f"{path}.{child.id}")
+
+    for lookup in lookups:
+        register(lookup, lookup.id)
+    return registry
+
+
+def lookup_expr(lookup: LookupMapping, input: pl.Expr) -> pl.Expr:
+    """Match the String expression ``input`` against ``lookup`` as the scan's root; the result is String."""
+    if lookup.match not in MATCH_MODES:
+        raise ExpressionError(f"unsupported lookup match: {lookup.match} (lookup {lookup.id})")
+    hit = _scan(lookup, input, exact=lookup.match == "exact")
+    if lookup.catch_all is None:
+        return hit
+    # The catch-all fills misses only: a null input must stay null.
+    fallback = pl.when(input.is_not_null()).then(pl.lit(lookup.catch_all.output, dtype=pl.String))
+    return pl.coalesce(hit, fallback)
+
+
+def _scan(node: LookupMapping, value: pl.Expr, *, exact: bool) -> pl.Expr:
+    # Children receive the unfolded input because each node folds case by its own flag.
+    folded = value.str.to_lowercase() if node.case_insensitive else value
+    hits = [_scan(child, value, exact=exact) for child in node.children]
+    hits.append(_match_rows(node, folded, exact=exact))
+    return hits[0] if len(hits) == 1 else pl.coalesce(hits)
+
+
+def _match_rows(node: LookupMapping, value: pl.Expr, *, exact: bool) -> pl.Expr:
+    # Rank 0 is the best row: highest priority first, then definition order.
+    order = sorted(range(len(node.rows)), key=lambda i: (-node.rows[i].priority, i))
+    outputs = [node.rows[i].output for i in order]
+    best_rank: dict[str, int] = {}
+    for rank, index in enumerate(order):
+        for pattern in node.rows[index].input_patterns:
+            # Ranks ascend, so the first row that lists a pattern is its best row.
+            best_rank.setdefault(pattern.lower() if node.case_insensitive else pattern, rank)
+
+    if exact:
+        return value.replace_strict(
+            list(best_rank), [outputs[r] for r in best_rank.values()], default=None, return_dtype=pl.String
+        )
+
+    # "" is a substring of every string, and Aho-Corasick must not see it (it panics on multi-byte text).
+    empty_rank = best_rank.pop("", None)
+    rank: pl.Expr | None = None
+    if best_rank:
+        patterns = list(best_rank)
+        rank = (
+            value.str.extract_many(patterns, overlapping=True)
+            .list.eval(
+                pl.element().replace_strict(patterns, list(best_rank.values()), return_dtype=pl.UInt32)
+            )
+            .list.min()
+        )
+    if empty_rank is not None:
+        everywhere = pl.when(value.is_not_null()).then(pl.lit(empty_rank, dtype=pl.UInt32))
+        rank = everywhere if rank is None else pl.min_horizontal(rank, everywhere)
+    if rank is None:
+        # No row can ever match; stay tied to the input so the result keeps the frame's length.
+        return value.replace_strict([], [], default=None, return_dtype=pl.String)
+    return rank.replace_strict(list(range(len(outputs))), outputs, default=None, return_dtype=pl.String)

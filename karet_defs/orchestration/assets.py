@@ -1,0 +1,217 @@
+"""The assets of one pipeline: external specs for sources and lookups, one multi-asset for its tables.
+
+Structure comes from the config read when the code location loads; the body re-reads ``pipeline.json`` when
+it runs, so an edit of expressions or lookups takes effect on the next run without a reload.
+"""
+
+import json
+import re
+
+import dagster as dg
+
+from karet_defs.config.models import AnalyticTable, Pipeline
+from karet_defs.config.walk import lookup_ids
+from karet_defs.engine.run import RunReport, TableReport, run_pipeline
+from karet_defs.engine.stats import table_stats
+from karet_defs.errors import KaretError
+from karet_defs.orchestration.jobs import (
+    TAG_CLEAN_RUN,
+    TAG_ERRORS,
+    TAG_FILES_PROCESSED,
+    TAG_PARTITIONS_WRITTEN,
+    dagster_name,
+)
+from karet_defs.orchestration.resources import StoreResource
+from karet_defs.store import keys
+
+SCHEMA_CHECK = "schema_matches"
+_POLARS_TYPES = {
+    "date": "Date",
+    "int64": "Int64",
+    "float64": "Float64",
+    "number": "Float64",
+    "bool": "Boolean",
+    "string": "String",
+}
+
+
+class RunOptions(dg.Config):
+    clean_run: bool = False
+
+
+def source_key(slug: str, source_id: str) -> dg.AssetKey:
+    return dg.AssetKey([slug, "raw", source_id])
+
+
+def lookup_key(slug: str, lookup_id: str) -> dg.AssetKey:
+    return dg.AssetKey([slug, "lookup", lookup_id])
+
+
+def table_key(slug: str, table_id: str) -> dg.AssetKey:
+    return dg.AssetKey([slug, table_id])
+
+
+def assertion_check_name(column: str) -> str:
+    return "assertions_" + re.sub(r"[^A-Za-z0-9_]", "_", column)
+
+
+def build_external_specs(pipeline: Pipeline, slug: str) -> list[dg.AssetSpec]:
+    """Sources and lookups as external assets, so lineage shows where every table comes from."""
+    specs = [
+        dg.AssetSpec(
+            source_key(slug, s.id),
+            description=f"{s.name or s.id}: raw {s.format} files under `{s.resolved_prefix(slug)}`",
+            group_name=dagster_name(slug),
+            kinds={s.format},
+            metadata={"dagster/uri": s.resolved_prefix(slug), "path_prefix": s.path_prefix},
+        )
+        for s in pipeline.source_containers
+    ]
+    specs += [
+        dg.AssetSpec(
+            lookup_key(slug, lookup.id),
+            description=f"Lookup {lookup.name or lookup.id} ({lookup.match}, {len(lookup.rows)} rows)",
+            group_name=dagster_name(slug),
+            metadata={"rows": len(lookup.rows), "children": len(lookup.children)},
+        )
+        for lookup in pipeline.lookup_mappings
+    ]
+    return specs
+
+
+def _table_spec(pipeline: Pipeline, slug: str, table: AnalyticTable) -> dg.AssetSpec:
+    deps: dict[dg.AssetKey, None] = {}
+    for mapping in pipeline.mappings_of_table(table.id):
+        if pipeline.source(mapping.source_container_id) is not None:
+            deps[source_key(slug, mapping.source_container_id)] = None
+        for lookup_id in lookup_ids(mapping):
+            deps[lookup_key(slug, lookup_id)] = None
+    return dg.AssetSpec(
+        table_key(slug, table.id),
+        description=f"{table.name or table.id}: Parquet under `{keys.table_prefix(slug, table.id)}`",
+        deps=list(deps),
+        group_name=dagster_name(slug),
+        kinds={"polars", "parquet"},
+        skippable=True,
+        metadata={
+            "dagster/column_schema": _declared_schema(table),
+            "dagster/uri": keys.table_prefix(slug, table.id),
+            "partition_keys": table.partition_keys,
+        },
+        tags={"karet/pipeline": slug},
+    )
+
+
+def _declared_schema(table: AnalyticTable) -> dg.TableSchema:
+    return dg.TableSchema(
+        columns=[
+            dg.TableColumn(c.name, c.type, constraints=dg.TableColumnConstraints(nullable=c.nullable is not False))
+            for c in table.schema_
+        ]
+    )
+
+
+def _check_specs(slug: str, table: AnalyticTable) -> list[dg.AssetCheckSpec]:
+    key = table_key(slug, table.id)
+    specs = [
+        dg.AssetCheckSpec(SCHEMA_CHECK, asset=key, description="Written columns have the declared types")
+    ]
+    specs += [
+        dg.AssetCheckSpec(
+            assertion_check_name(c.name),
+            asset=key,
+            description=f"Assertions on column `{c.name}`: {c.assertions.model_dump(exclude_defaults=True)}",
+        )
+        for c in table.schema_
+        if c.assertions is not None
+    ]
+    return specs
+
+
+def build_pipeline_assets(pipeline: Pipeline, slug: str) -> dg.AssetsDefinition:
+    """One multi-asset producing every analytic table of the pipeline in a single engine run."""
+    tables = list(pipeline.analytic_tables)
+
+    @dg.multi_asset(
+        name=f"run_{dagster_name(slug)}",
+        specs=[_table_spec(pipeline, slug, t) for t in tables],
+        check_specs=[spec for t in tables for spec in _check_specs(slug, t)],
+        can_subset=True,
+        pool=f"karet_{dagster_name(slug)}",
+        description=f"Run pipeline `{slug}` with the Polars engine",
+    )
+    def _run(context: dg.AssetExecutionContext, config: RunOptions, store: StoreResource):
+        selected = {k.path[-1] for k in context.selected_asset_keys}
+        clean_run = config.clean_run or context.run.tags.get(TAG_CLEAN_RUN) == "true"
+        stores = store.stores()
+        try:
+            report = run_pipeline(stores, slug, clean_run=clean_run, table_ids=selected, log=context.log)
+        except KaretError as exc:
+            raise dg.Failure(
+                description=f"{exc.code}: {exc.message}",
+                metadata={"error": exc.code, "message": exc.message},
+                allow_retries=False,
+            ) from exc
+        context.instance.add_run_tags(context.run_id, _summary_tags(report))
+        current = stores.warehouse
+        for table in tables:
+            if table.id not in selected:
+                continue
+            table_report = report.tables[table.id]
+            yield dg.MaterializeResult(
+                asset_key=table_key(slug, table.id),
+                metadata=_table_metadata(slug, table, table_report, report, table_stats(current, slug, table.id)),
+            )
+            yield from _check_results(slug, table, table_report)
+
+    return _run
+
+
+def _summary_tags(report: RunReport) -> dict[str, str]:
+    return {
+        TAG_PARTITIONS_WRITTEN: str(report.partitions_written),
+        TAG_FILES_PROCESSED: str(report.files_processed),
+        TAG_ERRORS: json.dumps(report.errors),
+    }
+
+
+def _table_metadata(slug, table, table_report: TableReport, report: RunReport, stats) -> dict[str, object]:
+    return {
+        "dagster/row_count": dg.MetadataValue.int(stats.row_count),
+        "dagster/column_schema": _declared_schema(table),
+        "dagster/uri": dg.MetadataValue.path(keys.table_prefix(slug, table.id)),
+        "partitions_written": dg.MetadataValue.int(len(table_report.partitions)),
+        "partitions": dg.MetadataValue.json(table_report.partitions),
+        "files_processed": dg.MetadataValue.int(report.files_processed),
+        "rows_written": dg.MetadataValue.int(table_report.rows_written),
+        "rows_deduped": dg.MetadataValue.int(table_report.rows_deduped),
+        "file_count": dg.MetadataValue.int(stats.file_count),
+        "bytes": dg.MetadataValue.int(stats.bytes),
+        "errors": dg.MetadataValue.json(report.errors),
+    }
+
+
+def _check_results(slug: str, table: AnalyticTable, table_report: TableReport):
+    key = table_key(slug, table.id)
+    mismatched = {
+        name: dtype
+        for name, dtype in table_report.columns.items()
+        if (declared := table.column(name)) is None or _POLARS_TYPES.get(declared.type, "String") != dtype
+    }
+    yield dg.AssetCheckResult(
+        asset_key=key,
+        check_name=SCHEMA_CHECK,
+        passed=not mismatched,
+        metadata={"written_columns": table_report.columns, "mismatched": mismatched},
+        description="no data written in this run" if not table_report.columns else None,
+    )
+    for column in table.schema_:
+        if column.assertions is None:
+            continue
+        violations = [str(v) for v in table_report.violations if v.column == column.name]
+        yield dg.AssetCheckResult(
+            asset_key=key,
+            check_name=assertion_check_name(column.name),
+            passed=not violations,
+            metadata={"violations": violations},
+        )

@@ -1,0 +1,34 @@
+"""Run tags and the per-pipeline job; tag names live here only."""
+
+import re
+
+import dagster as dg
+
+TAG_PIPELINE = "karet/pipeline"
+TAG_TRIGGER = "karet/trigger"
+TAG_CLEAN_RUN = "karet/clean_run"
+TAG_PARTITIONS_WRITTEN = "karet/partitions_written"
+TAG_FILES_PROCESSED = "karet/files_processed"
+TAG_ERRORS = "karet/errors"
+
+TRIGGERS = ("manual", "webhook", "sensor", "api")
+
+
+def dagster_name(slug: str) -> str:
+    """A valid Dagster job/group name for a slug (``spending-2026`` → ``spending_2026``)."""
+    return re.sub(r"[^A-Za-z0-9_]", "_", slug)
+
+
+def run_tags(slug: str, *, trigger: str = "manual", clean_run: bool = False) -> dict[str, str]:
+    return {TAG_PIPELINE: slug, TAG_TRIGGER: trigger, TAG_CLEAN_RUN: "true" if clean_run else "false"}
+
+
+def build_pipeline_job(slug: str, asset_keys: list[dg.AssetKey]) -> dg.UnresolvedAssetJobDefinition:
+    """The job that materializes every table of one pipeline in one process."""
+    return dg.define_asset_job(
+        name=dagster_name(slug),
+        selection=dg.AssetSelection.assets(*asset_keys),
+        executor_def=dg.in_process_executor,
+        run_tags=run_tags(slug),
+        description=f"Run the whole pipeline `{slug}`: every mapping, every analytic table.",
+    )

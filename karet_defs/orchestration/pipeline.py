@@ -1,0 +1,32 @@
+"""``build_pipeline_defs``: everything Dagster shows for one pipeline, and the marker of a broken one."""
+
+import dagster as dg
+
+from karet_defs.config.models import Pipeline
+from karet_defs.errors import KaretError
+from karet_defs.orchestration.assets import build_external_specs, build_pipeline_assets, table_key
+from karet_defs.orchestration.jobs import build_pipeline_job, dagster_name
+
+CONFIG_ERROR_METADATA = "karet/config_error"
+
+
+def build_pipeline_defs(pipeline: Pipeline, slug: str) -> dg.Definitions:
+    """Source and lookup specs, the tables' multi-asset and the pipeline job (no job without tables)."""
+    specs = build_external_specs(pipeline, slug)
+    if not pipeline.analytic_tables:
+        return dg.Definitions(assets=specs)
+    tables = build_pipeline_assets(pipeline, slug)
+    job = build_pipeline_job(slug, [table_key(slug, t.id) for t in pipeline.analytic_tables])
+    return dg.Definitions(assets=[*specs, tables], jobs=[job])
+
+
+def build_broken_pipeline_defs(slug: str, error: KaretError) -> dg.Definitions:
+    """A visible stand-in for a pipeline whose stored config cannot be loaded; its assets stay absent."""
+    marker = dg.AssetSpec(
+        dg.AssetKey([slug, "pipeline_config"]),
+        description=f"pipeline.json of `{slug}` cannot be loaded, so its assets are absent: {error.message}",
+        group_name=dagster_name(slug),
+        metadata={CONFIG_ERROR_METADATA: error.code, "message": error.message},
+        tags={"karet/broken": "true"},
+    )
+    return dg.Definitions(assets=[marker])

@@ -1,0 +1,31 @@
+"""The store as a Dagster resource: it only chooses and builds the domain's ``Stores``."""
+
+import dagster as dg
+from pydantic import Field
+
+from karet_defs.settings import Settings
+from karet_defs.store.base import Stores
+from karet_defs.store.factory import build_stores
+
+
+class StoreResource(dg.ConfigurableResource):
+    """Where pipelines live; every unset field falls back to the environment (``KARET_DATA_DIR``, ``S3_*``)."""
+
+    data_dir: str | None = Field(default=None, description="Local store root (embedded default).")
+    s3_bucket: str | None = Field(default=None, description="Bucket holding everything; empty = local store.")
+    s3_endpoint: str | None = Field(default=None, description="S3 endpoint URL (moto, MinIO, RustFS, ...).")
+
+    def settings(self) -> Settings:
+        overrides = {
+            name: value
+            for name, value in (
+                ("data_dir", self.data_dir),
+                ("s3_bucket", self.s3_bucket),
+                ("s3_endpoint", self.s3_endpoint),
+            )
+            if value is not None
+        }
+        return Settings(**overrides)
+
+    def stores(self) -> Stores:
+        return build_stores(self.settings())
