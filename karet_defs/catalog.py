@@ -66,7 +66,9 @@ def slug_from_pipeline_prefix(prefix: str) -> str:
         raise InvalidPrefix("pipeline_prefix must not contain '.' or '..' segments")
     for segment in segments:
         if not set(segment) <= _SEGMENT_CHARS:
-            raise InvalidPrefix(f"pipeline_prefix segment '{segment}' contains characters outside [A-Za-z0-9._-]")
+            raise InvalidPrefix(
+                f"pipeline_prefix segment '{segment}' contains characters outside [A-Za-z0-9._-]"
+            )
     if len(segments) != 2 or segments[0] != keys.PIPELINES_PREFIX.rstrip("/"):
         raise InvalidPrefix("pipeline_prefix must have the form pipelines/<slug>/")
     return segments[1]

@@ -50,7 +50,12 @@ class KaretError(Exception):
 
 
 class BadRequest(KaretError):
+    """Run-aborting request errors; Karet's worker always sent them with an empty ``details`` list."""
+
     code = "bad_request"
+
+    def __init__(self, message: str, *, code: str | None = None, details: list[Any] | None = None) -> None:
+        super().__init__(message, code=code, details=[] if details is None else details)
 
 
 class InvalidJson(BadRequest):

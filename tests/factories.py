@@ -59,8 +59,10 @@ def make_pipeline(
 
 
 def put_config(stores: Stores, slug: str, config: dict[str, Any] | str | bytes) -> None:
-    body = config if isinstance(config, bytes) else (
-        config.encode() if isinstance(config, str) else json.dumps(config).encode()
+    body = (
+        config
+        if isinstance(config, bytes)
+        else (config.encode() if isinstance(config, str) else json.dumps(config).encode())
     )
     stores.pipelines.put(keys.config_key(slug), body, content_type="application/json")
 

@@ -35,7 +35,9 @@ def check_assertions(frame: pl.DataFrame, table: AnalyticTable) -> list[Violatio
         if rules is None:
             continue
         if column.name not in frame.columns:
-            violations.append(Violation(column.name, "missing_column", "column not present in produced DataFrame"))
+            violations.append(
+                Violation(column.name, "missing_column", "column not present in produced DataFrame")
+            )
             continue
         series = frame.get_column(column.name)
         if rules.not_null and (nulls := series.null_count()):

@@ -66,7 +66,9 @@ def _locate_unparseable(path: Path, schema: list[ColumnSchema]) -> str | None:
             continue
         bad = (
             raw.select("__row", pl.col(column.name))
-            .filter(pl.col(column.name).is_not_null() & pl.col(column.name).cast(dtype, strict=False).is_null())
+            .filter(
+                pl.col(column.name).is_not_null() & pl.col(column.name).cast(dtype, strict=False).is_null()
+            )
             .head(1)
             .collect()
         )

@@ -81,7 +81,7 @@ def split_partitions(frame: pl.DataFrame, table: AnalyticTable, mapping_id: str)
 
 
 def publish(store: ObjectStore, table_prefix: str, files: list[PartitionFile]) -> list[str]:
-    """Upload every partition file (atomic per object); return the keys written, stopping at the first failure."""
+    """Upload every partition file (atomic per object); return the keys written; stop at the first failure."""
     written: list[str] = []
     with tempfile.TemporaryDirectory(prefix="karet-write-") as tmp:
         for index, part in enumerate(files):

@@ -105,7 +105,9 @@ def _table_spec(pipeline: Pipeline, slug: str, table: AnalyticTable) -> dg.Asset
 def _declared_schema(table: AnalyticTable) -> dg.TableSchema:
     return dg.TableSchema(
         columns=[
-            dg.TableColumn(c.name, c.type, constraints=dg.TableColumnConstraints(nullable=c.nullable is not False))
+            dg.TableColumn(
+                c.name, c.type, constraints=dg.TableColumnConstraints(nullable=c.nullable is not False)
+            )
             for c in table.schema_
         ]
     )
@@ -160,7 +162,9 @@ def build_pipeline_assets(pipeline: Pipeline, slug: str) -> dg.AssetsDefinition:
             table_report = report.tables[table.id]
             yield dg.MaterializeResult(
                 asset_key=table_key(slug, table.id),
-                metadata=_table_metadata(slug, table, table_report, report, table_stats(current, slug, table.id)),
+                metadata=_table_metadata(
+                    slug, table, table_report, report, table_stats(current, slug, table.id)
+                ),
             )
             yield from _check_results(slug, table, table_report)
 

@@ -23,7 +23,7 @@ def run_tags(slug: str, *, trigger: str = "manual", clean_run: bool = False) -> 
     return {TAG_PIPELINE: slug, TAG_TRIGGER: trigger, TAG_CLEAN_RUN: "true" if clean_run else "false"}
 
 
-def build_pipeline_job(slug: str, asset_keys: list[dg.AssetKey]) -> dg.UnresolvedAssetJobDefinition:
+def build_pipeline_job(slug: str, asset_keys: list[dg.AssetKey]):
     """The job that materializes every table of one pipeline in one process."""
     return dg.define_asset_job(
         name=dagster_name(slug),

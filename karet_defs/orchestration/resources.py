@@ -9,7 +9,7 @@ from karet_defs.store.factory import build_stores
 
 
 class StoreResource(dg.ConfigurableResource):
-    """Where pipelines live; every unset field falls back to the environment (``KARET_DATA_DIR``, ``S3_*``)."""
+    """Where pipelines live; unset fields fall back to the environment (``KARET_DATA_DIR``, ``S3_*``)."""
 
     data_dir: str | None = Field(default=None, description="Local store root (embedded default).")
     s3_bucket: str | None = Field(default=None, description="Bucket holding everything; empty = local store.")

@@ -6,6 +6,7 @@ no alphabetic ``-suffix`` (REFERENCE §4.4). Every method raises only ``KaretErr
 ``BucketNotFound`` / ``StoreError`` for backend failures.
 """
 
+import builtins
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -72,7 +73,8 @@ class ObjectStore(Protocol):
         """Remove one object; a missing key is not an error."""
         ...
 
-    def delete_many(self, keys: list[str]) -> int:
+    # ``builtins.list``: inside this class body ``list`` names the method above.
+    def delete_many(self, keys: builtins.list[str]) -> int:
         """Remove many objects (batched); return how many were asked for."""
         ...
 

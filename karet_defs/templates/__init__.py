@@ -26,7 +26,7 @@ def template_files(template_id: str) -> dict[str, bytes]:
 
 
 def bucket_for(relative_path: str, stores: Stores) -> ObjectStore:
-    """Bucket routing by extension (REFERENCE §4.1): CSV to the lake, Parquet to the warehouse, rest to pipelines."""
+    """Bucket routing by extension (REFERENCE §4.1): CSV → lake, Parquet → warehouse, the rest → pipelines."""
     if relative_path.endswith(".csv"):
         return stores.lake
     if relative_path.endswith(".parquet"):
@@ -36,9 +36,12 @@ def bucket_for(relative_path: str, stores: Stores) -> ObjectStore:
 
 def content_type_for(relative_path: str) -> str:
     suffix = relative_path.rsplit(".", 1)[-1].lower()
-    return {"json": "application/json", "csv": "text/csv", "png": "image/png", "yaml": "application/yaml"}.get(
-        suffix, "application/octet-stream"
-    )
+    return {
+        "json": "application/json",
+        "csv": "text/csv",
+        "png": "image/png",
+        "yaml": "application/yaml",
+    }.get(suffix, "application/octet-stream")
 
 
 def install_template(stores: Stores, slug: str, template_id: str) -> list[str]:

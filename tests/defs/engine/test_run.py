@@ -103,7 +103,11 @@ def test_clean_run_empties_the_table_first(stores):
 
 BAD_FILES = [
     ("missing_column.csv", "day,amount\n2026-01-01,1\n", 'missing required columns: ["who"]'),
-    ("bad_amount.csv", "day,who,amount\n2026-01-01,ann,1\n2026-01-02,bob,twelve\n", "row 2: could not parse 'twelve'"),
+    (
+        "bad_amount.csv",
+        "day,who,amount\n2026-01-01,ann,1\n2026-01-02,bob,twelve\n",
+        "row 2: could not parse 'twelve'",
+    ),
     ("latin1.csv", "day,who,amount\n2026-01-01,Jos\xe9,1\n".encode("latin-1"), "not valid UTF-8"),
     ("empty.csv", "", "empty file"),
 ]
@@ -122,7 +126,10 @@ def test_bad_files_are_reported_and_good_ones_written(stores, tmp_path):
     assert report.partitions_written == 1
     assert len(report.errors) == len(BAD_FILES)
     for name, _, reason in BAD_FILES:
-        assert any(e.startswith(f"file {RAW}{name}: ") and reason in e for e in report.errors), (name, report.errors)
+        assert any(e.startswith(f"file {RAW}{name}: ") and reason in e for e in report.errors), (
+            name,
+            report.errors,
+        )
     rows = read_table(stores, SLUG, "t", tmp_path).sort("day")
     assert rows.get_column("who").to_list() == ["ANN", "SMITH, JO\nLINE TWO"]
 
@@ -187,12 +194,19 @@ def test_string_partition_values_are_percent_encoded(stores):
 
     run_pipeline(stores, SLUG)
 
-    assert sorted(table_files(stores, SLUG, "t")) == ["city=New%20York/m.parquet", "city=S%C3%A3o%20Paulo/m.parquet"]
+    assert sorted(table_files(stores, SLUG, "t")) == [
+        "city=New%20York/m.parquet",
+        "city=S%C3%A3o%20Paulo/m.parquet",
+    ]
 
 
 def test_no_input_files_is_a_quiet_success(stores):
     put_config(stores, SLUG, AMOUNTS)
-    assert run_pipeline(stores, SLUG).summary() == {"partitions_written": 0, "files_processed": 0, "errors": []}
+    assert run_pipeline(stores, SLUG).summary() == {
+        "partitions_written": 0,
+        "files_processed": 0,
+        "errors": [],
+    }
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,185 @@
+"""The ``karet`` command: ``dev`` (Dagster UI, daemon and API with a demo), ``api``, ``validate``, ``run``."""
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from importlib import resources
+from pathlib import Path
+
+DEFINITIONS_MODULE = "karet_defs.definitions"
+DEMO_SLUG = "spending"
+
+
+def _out(message: str) -> None:
+    sys.stdout.write(message + "\n")
+    sys.stdout.flush()
+
+
+def _prepare_environment(data_dir: str | None) -> None:
+    """Pin the store and Dagster home in the environment so every process (webserver, daemon, runs) agrees."""
+    if data_dir:
+        os.environ["KARET_DATA_DIR"] = str(Path(data_dir).resolve())
+    elif not os.environ.get("S3_BUCKET"):
+        os.environ["KARET_DATA_DIR"] = str(Path(os.environ.get("KARET_DATA_DIR", "karet-data")).resolve())
+    home = Path(os.environ.get("DAGSTER_HOME") or ".dagster-home").resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    os.environ["DAGSTER_HOME"] = str(home)
+    instance_yaml = home / "dagster.yaml"
+    if not instance_yaml.exists():
+        instance_yaml.write_bytes((resources.files("karet_defs") / "instance" / "dagster.yaml").read_bytes())
+
+
+def _seed_demo() -> str | None:
+    from karet_defs.catalog import list_slugs
+    from karet_defs.settings import Settings
+    from karet_defs.store.factory import build_stores
+    from karet_defs.templates import install_template
+
+    stores = build_stores(Settings())
+    if next(iter(list_slugs(stores)), None) is not None:
+        return None
+    install_template(stores, DEMO_SLUG, "spending")
+    return DEMO_SLUG
+
+
+def _spawn(args: list[str]) -> subprocess.Popen[bytes]:
+    # Own process group, so a stop reaches the code servers these tools start, too.
+    return subprocess.Popen(args, start_new_session=True)
+
+
+def _stop(children: list[subprocess.Popen[bytes]], grace: float = 10.0) -> None:
+    for child in children:
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGINT)
+    deadline = time.monotonic() + grace
+    for child in children:
+        try:
+            child.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            os.killpg(child.pid, signal.SIGKILL)
+            child.wait()
+
+
+def _serve_api(port: int) -> None:
+    import uvicorn
+
+    from karet_api.main import create_app
+
+    uvicorn.run(create_app(), host="127.0.0.1", port=port, log_level="warning")
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    _prepare_environment(args.data_dir)
+    seeded = _seed_demo()
+    bin_dir = Path(sys.executable).parent
+    webserver = shutil.which("dagster-webserver", path=str(bin_dir)) or "dagster-webserver"
+    daemon = shutil.which("dagster-daemon", path=str(bin_dir)) or "dagster-daemon"
+    children = [
+        _spawn([webserver, "-m", DEFINITIONS_MODULE, "-h", "127.0.0.1", "-p", str(args.dagster_port)]),
+        _spawn([daemon, "run", "-m", DEFINITIONS_MODULE]),
+    ]
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    store = os.environ.get("S3_BUCKET") and f"s3://{os.environ['S3_BUCKET']}" or os.environ["KARET_DATA_DIR"]
+    _out(f"Karet on Dagster — store: {store}, DAGSTER_HOME: {os.environ['DAGSTER_HOME']}")
+    if seeded:
+        _out(f"Created the demo pipeline `{seeded}` (Spending Tracker) with its seed CSV.")
+    _out(f"  Dagster UI: http://127.0.0.1:{args.dagster_port}")
+    _out(f"  Karet API:  http://127.0.0.1:{args.api_port}   (OpenAPI: http://127.0.0.1:{args.api_port}/docs)")
+    _out(
+        f"  Try: curl -s -X POST http://127.0.0.1:{args.api_port}/jobs/run"
+        " -H 'content-type: application/json'"
+        f' -d \'{{"pipeline_prefix": "pipelines/{DEMO_SLUG}/"}}\''
+    )
+    try:
+        _serve_api(args.api_port)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        _stop(children)
+    return 0
+
+
+def cmd_api(args: argparse.Namespace) -> int:
+    _prepare_environment(args.data_dir)
+    _out(f"Karet API: http://127.0.0.1:{args.port} (OpenAPI: http://127.0.0.1:{args.port}/docs)")
+    _serve_api(args.port)
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from karet_defs.config.validate import load_pipeline
+    from karet_defs.errors import KaretError
+
+    try:
+        load_pipeline(Path(args.file).read_bytes())
+    except KaretError as exc:
+        _out(json.dumps(exc.to_dict(), indent=2))
+        return 1
+    _out(json.dumps({"ok": True}))
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import dagster as dg
+
+    from karet_defs.catalog import read_pipeline
+    from karet_defs.errors import KaretError
+    from karet_defs.orchestration.launch import execute_pipeline_run
+    from karet_defs.settings import Settings
+    from karet_defs.store.factory import build_stores
+
+    _prepare_environment(args.data_dir)
+    try:
+        read_pipeline(build_stores(Settings()), args.slug)
+    except KaretError as exc:
+        _out(json.dumps(exc.to_dict(), indent=2))
+        return 1
+    with dg.DagsterInstance.get() as instance:
+        outcome = execute_pipeline_run(instance, args.slug, trigger="manual", clean_run=args.clean)
+    _out(
+        json.dumps(
+            {
+                "job_id": outcome.run_id,
+                "status": "completed" if outcome.success else "failed",
+                "partitions_written": outcome.partitions_written,
+                "files_processed": outcome.files_processed,
+                "errors": outcome.errors,
+                **({"error": outcome.failure} if outcome.failure else {}),
+            },
+            indent=2,
+        )
+    )
+    return 0 if outcome.success else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="karet", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    dev = commands.add_parser("dev", help="Dagster UI + daemon + API on the embedded default, with a demo")
+    dev.add_argument("--data-dir", help="local store root (default: $KARET_DATA_DIR or ./karet-data)")
+    dev.add_argument("--api-port", type=int, default=8000)
+    dev.add_argument("--dagster-port", type=int, default=3000)
+    dev.set_defaults(func=cmd_dev)
+    api = commands.add_parser("api", help="serve the API alone")
+    api.add_argument("--port", type=int, default=8000)
+    api.add_argument("--data-dir")
+    api.set_defaults(func=cmd_api)
+    validate = commands.add_parser("validate", help="validate a pipeline.json file")
+    validate.add_argument("file")
+    validate.set_defaults(func=cmd_validate)
+    run = commands.add_parser("run", help="run one pipeline as a Dagster run and print its summary")
+    run.add_argument("slug")
+    run.add_argument("--clean", action="store_true", help="empty the tables' clean/ folders first")
+    run.add_argument("--data-dir")
+    run.set_defaults(func=cmd_run)
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,40 @@
+"""Shared dependencies as ``Annotated`` aliases: settings, stores, the Dagster instance, worker auth."""
+
+import hmac
+from typing import Annotated
+
+import dagster as dg
+from fastapi import Depends, Request
+
+from karet_defs.errors import Unauthorized
+from karet_defs.settings import Settings
+from karet_defs.store.base import Stores
+
+
+def get_app_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_stores(request: Request) -> Stores:
+    return request.app.state.stores
+
+
+def get_instance(request: Request) -> dg.DagsterInstance:
+    return request.app.state.instance
+
+
+SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+StoreDep = Annotated[Stores, Depends(get_stores)]
+InstanceDep = Annotated[dg.DagsterInstance, Depends(get_instance)]
+
+
+def bearer_token(request: Request) -> str:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
+def require_worker_token(request: Request, settings: SettingsDep) -> None:
+    """With ``KARET_WORKER_TOKEN`` set, the worker endpoints need ``Authorization: Bearer <token>``."""
+    expected = settings.worker_token
+    if expected and not hmac.compare_digest(bearer_token(request).encode(), expected.encode()):
+        raise Unauthorized("missing or invalid bearer token", details=[])

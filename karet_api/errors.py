@@ -1,0 +1,79 @@
+"""The one place where ``KaretError`` becomes an HTTP response: ``{"error", "message", "details"?}``.
+
+Statuses come from a table keyed by class and resolved along the MRO, so a new subclass inherits its family's
+status. Framework errors (unknown route, wrong method, bad request body) and unexpected exceptions answer in
+the same envelope; no stack trace reaches a client.
+"""
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from karet_defs.errors import (
+    BadRequest,
+    BucketNotFound,
+    Conflict,
+    KaretError,
+    NotFound,
+    PreconditionFailed,
+    StoreError,
+    Unauthorized,
+    Unprocessable,
+)
+
+_log = logging.getLogger("karet.api")
+
+STATUS_BY_ERROR: dict[type[KaretError], int] = {
+    BadRequest: 400,
+    Unauthorized: 401,
+    NotFound: 404,
+    Conflict: 409,
+    PreconditionFailed: 412,
+    Unprocessable: 422,
+    BucketNotFound: 502,
+    StoreError: 503,
+}
+
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large", 401: "unauthorized"}
+
+
+def status_for(error: KaretError) -> int:
+    """The HTTP status of an error: the entry of the nearest class in its MRO, else 500."""
+    for cls in type(error).__mro__:
+        if cls in STATUS_BY_ERROR:
+            return STATUS_BY_ERROR[cls]
+    return 500
+
+
+def error_response(error: KaretError) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if isinstance(error, Unauthorized) else None
+    return JSONResponse(error.to_dict(), status_code=status_for(error), headers=headers)
+
+
+def register_error_handlers(app: FastAPI) -> None:
+    """Install the handlers that give every failure the Karet envelope."""
+
+    @app.exception_handler(KaretError)
+    async def _karet(_: Request, exc: KaretError) -> JSONResponse:
+        return error_response(exc)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _HTTP_CODES.get(exc.status_code, "http_error")
+        return JSONResponse({"error": code, "message": str(exc.detail)}, status_code=exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [
+            f"{'.'.join(str(p) for p in e.get('loc', ()) if p != 'body') or 'body'}: {e.get('msg')}"
+            for e in exc.errors()
+        ]
+        return JSONResponse({"error": "invalid_request", "message": "; ".join(problems[:5])}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        _log.exception("unhandled error", exc_info=exc)
+        return JSONResponse({"error": "internal_error", "message": "internal server error"}, status_code=500)

@@ -1,0 +1,25 @@
+"""The one assembly point of the API: ``create_app`` wires settings, stores, instance, routers, errors."""
+
+import dagster as dg
+from fastapi import FastAPI
+
+from karet_api.errors import register_error_handlers
+from karet_api.routes import worker
+from karet_defs.settings import Settings, get_settings
+from karet_defs.store.factory import build_stores
+
+
+def create_app(settings: Settings | None = None, instance: dg.DagsterInstance | None = None) -> FastAPI:
+    """Build the API over a store and a Dagster instance (``DAGSTER_HOME``'s when none is given)."""
+    settings = settings or get_settings()
+    app = FastAPI(
+        title="Karet on Dagster",
+        version="0.1.0",
+        description="Karet's HTTP API; jobs are Dagster runs, table facts come from Dagster asset metadata.",
+    )
+    app.state.settings = settings
+    app.state.stores = build_stores(settings)
+    app.state.instance = instance or dg.DagsterInstance.get()
+    app.include_router(worker.router)
+    register_error_handlers(app)
+    return app

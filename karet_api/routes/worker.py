@@ -1,0 +1,70 @@
+"""Karet's worker endpoints: health, config validation, and a synchronous pipeline run."""
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import PlainTextResponse
+
+from karet_api.deps import InstanceDep, StoreDep, require_worker_token
+from karet_api.schemas import ErrorBody, ValidationOk, WorkerRunRequest, WorkerRunResult
+from karet_api.services.runs import run_pipeline_to_end
+from karet_defs.catalog import slug_from_pipeline_prefix
+from karet_defs.config.validate import load_pipeline
+from karet_defs.errors import KaretError
+
+router = APIRouter(tags=["worker"])
+_errors = {
+    401: {"model": ErrorBody, "description": "missing or invalid bearer token"},
+    422: {
+        "model": ErrorBody,
+        "description": "invalid config: `error` is the first error's kind, `details` all",
+    },
+}
+
+
+@router.get("/health", response_class=PlainTextResponse)
+def health() -> str:
+    return "ok"
+
+
+@router.post(
+    "/config/validate",
+    response_model=ValidationOk,
+    responses=_errors,
+    dependencies=[Depends(require_worker_token)],
+    openapi_extra={
+        "requestBody": {"content": {"application/json": {"schema": {"type": "object"}}}, "required": True}
+    },
+)
+async def validate_config(request: Request) -> ValidationOk:
+    """Validate a candidate pipeline.json: 200 `{"ok": true}` or 422 with every error in `details`."""
+    try:
+        load_pipeline(await request.body())
+    except KaretError as exc:
+        if exc.details is None:
+            exc.details = [{"kind": exc.code, "message": exc.message, "path": "/"}]
+        raise
+    return ValidationOk()
+
+
+@router.post(
+    "/jobs/run",
+    response_model=WorkerRunResult,
+    responses={
+        400: {"model": ErrorBody, "description": "invalid_prefix or config read/parse/validation failure"},
+        401: _errors[401],
+        404: {"model": ErrorBody, "description": "pipeline_config_not_found"},
+    },
+    dependencies=[Depends(require_worker_token)],
+)
+async def run_job(request: WorkerRunRequest, stores: StoreDep, instance: InstanceDep) -> WorkerRunResult:
+    """Run a whole pipeline as one Dagster run and answer when it ends."""
+    slug = slug_from_pipeline_prefix(request.pipeline_prefix)
+    outcome = await run_pipeline_to_end(stores, instance, slug, trigger="api", clean_run=request.clean_run)
+    errors = list(outcome.errors)
+    if outcome.failure:
+        errors.append(f"run failed: {outcome.failure}")
+    return WorkerRunResult(
+        job_id=outcome.run_id,
+        partitions_written=outcome.partitions_written,
+        files_processed=outcome.files_processed,
+        errors=errors,
+    )

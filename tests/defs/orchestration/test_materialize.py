@@ -1,0 +1,96 @@
+"""Materializing a pipeline's assets records the metadata and checks users read in the Dagster UI."""
+
+import json
+
+import dagster as dg
+
+from karet_defs.catalog import read_pipeline
+from karet_defs.orchestration.jobs import TAG_ERRORS, TAG_FILES_PROCESSED, TAG_PARTITIONS_WRITTEN
+from karet_defs.orchestration.launch import execute_pipeline_run, failure_message
+from karet_defs.orchestration.pipeline import build_pipeline_defs
+from karet_defs.orchestration.resources import StoreResource
+from karet_defs.templates import install_template
+
+
+def test_materialize_demo_records_metadata_and_checks(local_settings, local_stores):
+    install_template(local_stores, "spending", "spending")
+    defs = build_pipeline_defs(read_pipeline(local_stores, "spending"), "spending")
+    assets = list(defs.assets or [])
+
+    with dg.instance_for_test() as instance:
+        result = dg.materialize(
+            assets,
+            resources={"store": StoreResource(data_dir=str(local_settings.data_dir))},
+            instance=instance,
+        )
+        assert result.success
+        event = instance.get_latest_materialization_event(dg.AssetKey(["spending", "transactions"]))
+        metadata = event.asset_materialization.metadata
+        run = instance.get_run_by_id(result.run_id)
+
+    assert metadata["dagster/row_count"].value == 35
+    assert metadata["partitions_written"].value == 2
+    assert metadata["files_processed"].value == 1
+    assert metadata["errors"].value == []
+    assert metadata["dagster/uri"].value == "pipelines/spending/clean/transactions/"
+    columns = [c.name for c in metadata["dagster/column_schema"].value.columns]
+    assert columns == ["date", "description", "merchant", "amount", "account", "category", "year", "month"]
+    checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    assert checks == {
+        "schema_matches": True,
+        "assertions_date": True,
+        "assertions_amount": True,
+        "assertions_category": True,
+    }
+    assert run.tags[TAG_PARTITIONS_WRITTEN] == "2"
+    assert run.tags[TAG_FILES_PROCESSED] == "1"
+    assert json.loads(run.tags[TAG_ERRORS]) == []
+
+
+def test_failing_assertion_shows_as_failed_check(local_settings, local_stores):
+    install_template(local_stores, "spending", "spending")
+    local_stores.lake.put(
+        "pipelines/spending/transactions/seed.csv", b"date,description,amount,account\n2026-04-01,X,,visa\n"
+    )
+    defs = build_pipeline_defs(read_pipeline(local_stores, "spending"), "spending")
+
+    with dg.instance_for_test() as instance:
+        result = dg.materialize(
+            list(defs.assets or []),
+            resources={"store": StoreResource(data_dir=str(local_settings.data_dir))},
+            instance=instance,
+        )
+    checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    assert checks["assertions_amount"] is False
+    assert checks["assertions_date"] is True
+
+
+def test_execute_pipeline_run_is_a_tagged_dagster_run(pipeline_env, local_stores, dagster_instance):
+    install_template(local_stores, "spending", "spending")
+
+    outcome = execute_pipeline_run(dagster_instance, "spending", trigger="api", clean_run=True)
+
+    assert outcome.success
+    assert (outcome.partitions_written, outcome.files_processed, outcome.errors) == (2, 1, [])
+    run = dagster_instance.get_run_by_id(outcome.run_id)
+    assert run.job_name == "spending"
+    assert run.tags["karet/pipeline"] == "spending"
+    assert run.tags["karet/trigger"] == "api"
+    assert run.tags["karet/clean_run"] == "true"
+
+
+def test_config_broken_after_load_fails_the_run_with_the_cause(local_settings, local_stores):
+    install_template(local_stores, "spending", "spending")
+    defs = build_pipeline_defs(read_pipeline(local_stores, "spending"), "spending")
+    local_stores.pipelines.put("pipelines/spending/pipeline.json", b"{oops")
+
+    with dg.instance_for_test() as instance:
+        result = dg.materialize(
+            list(defs.assets or []),
+            resources={"store": StoreResource(data_dir=str(local_settings.data_dir))},
+            instance=instance,
+            raise_on_error=False,
+        )
+        failure = failure_message(instance, result.run_id)
+    assert not result.success
+    assert failure is not None and failure.startswith("config_parse_failed: ")
