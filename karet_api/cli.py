@@ -21,7 +21,11 @@ def _out(message: str) -> None:
 
 
 def _prepare_environment(data_dir: str | None) -> None:
-    """Pin the store and Dagster home in the environment so every process (webserver, daemon, runs) agrees."""
+    """Pin the store and Dagster home in the environment so every process (webserver, daemon, runs) agrees.
+
+    The instance's storage is created here, once: webserver, daemon and API creating a fresh SQLite
+    storage at the same moment race on its schema migrations.
+    """
     if data_dir:
         os.environ["KARET_DATA_DIR"] = str(Path(data_dir).resolve())
     elif not os.environ.get("S3_BUCKET"):
@@ -32,6 +36,9 @@ def _prepare_environment(data_dir: str | None) -> None:
     instance_yaml = home / "dagster.yaml"
     if not instance_yaml.exists():
         instance_yaml.write_bytes((resources.files("karet_defs") / "instance" / "dagster.yaml").read_bytes())
+    import dagster as dg
+
+    dg.DagsterInstance.get().dispose()
 
 
 def _seed_demo() -> str | None:
@@ -83,7 +90,6 @@ def cmd_dev(args: argparse.Namespace) -> int:
         _spawn([webserver, "-m", DEFINITIONS_MODULE, "-h", "127.0.0.1", "-p", str(args.dagster_port)]),
         _spawn([daemon, "run", "-m", DEFINITIONS_MODULE]),
     ]
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     store = os.environ.get("S3_BUCKET") and f"s3://{os.environ['S3_BUCKET']}" or os.environ["KARET_DATA_DIR"]
     _out(f"Karet on Dagster — store: {store}, DAGSTER_HOME: {os.environ['DAGSTER_HOME']}")
     if seeded:
