@@ -6,6 +6,7 @@ from typing import Annotated
 import dagster as dg
 from fastapi import Depends, Request
 
+from karet_api.services import auth
 from karet_defs.errors import Unauthorized
 from karet_defs.settings import Settings
 from karet_defs.store.base import Stores
@@ -26,6 +27,15 @@ def get_instance(request: Request) -> dg.DagsterInstance:
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 StoreDep = Annotated[Stores, Depends(get_stores)]
 InstanceDep = Annotated[dg.DagsterInstance, Depends(get_instance)]
+
+
+def require_user(request: Request, settings: SettingsDep) -> None:
+    """Every ``/api/*`` route but auth and events needs a session cookie or the API key."""
+    if not auth.is_authenticated(request, settings):
+        raise Unauthorized("missing or invalid session")
+
+
+CurrentUser = Annotated[None, Depends(require_user)]
 
 
 def bearer_token(request: Request) -> str:

@@ -18,7 +18,9 @@ from karet_defs.errors import (
     Conflict,
     KaretError,
     NotFound,
+    PayloadTooLarge,
     PreconditionFailed,
+    RateLimited,
     StoreError,
     Unauthorized,
     Unprocessable,
@@ -32,7 +34,9 @@ STATUS_BY_ERROR: dict[type[KaretError], int] = {
     NotFound: 404,
     Conflict: 409,
     PreconditionFailed: 412,
+    PayloadTooLarge: 413,
     Unprocessable: 422,
+    RateLimited: 429,
     BucketNotFound: 502,
     StoreError: 503,
 }
@@ -49,7 +53,9 @@ def status_for(error: KaretError) -> int:
 
 
 def error_response(error: KaretError) -> JSONResponse:
-    headers = {"WWW-Authenticate": "Bearer"} if isinstance(error, Unauthorized) else None
+    headers: dict[str, str] = {}
+    if isinstance(error, RateLimited):
+        headers["Retry-After"] = str(error.retry_after)
     return JSONResponse(error.to_dict(), status_code=status_for(error), headers=headers)
 
 

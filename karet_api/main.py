@@ -1,12 +1,15 @@
 """The one assembly point of the API: ``create_app`` wires settings, stores, instance, routers, errors."""
 
 import dagster as dg
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
+from karet_api.deps import require_user
 from karet_api.errors import register_error_handlers
-from karet_api.routes import worker
+from karet_api.routes import auth, config, dashboards, jobs, pipelines, preview, tables, transfer, worker
 from karet_defs.settings import Settings, get_settings
 from karet_defs.store.factory import build_stores
+
+PROTECTED_ROUTERS = (pipelines, transfer, config, dashboards, tables, jobs, preview)
 
 
 def create_app(settings: Settings | None = None, instance: dg.DagsterInstance | None = None) -> FastAPI:
@@ -21,5 +24,8 @@ def create_app(settings: Settings | None = None, instance: dg.DagsterInstance | 
     app.state.stores = build_stores(settings)
     app.state.instance = instance or dg.DagsterInstance.get()
     app.include_router(worker.router)
+    app.include_router(auth.router)
+    for module in PROTECTED_ROUTERS:
+        app.include_router(module.router, dependencies=[Depends(require_user)])
     register_error_handlers(app)
     return app

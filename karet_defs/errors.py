@@ -1,61 +1,81 @@
 """The one error hierarchy of Karet on Dagster.
 
 Every failure a user can see is a ``KaretError`` carrying the spec's ``code`` (the ``error`` field of the
-HTTP envelope), a human ``message`` and optional ``details``. Library errors (botocore, polars, pydantic)
-are translated into these classes at the store and engine boundaries; HTTP status codes are chosen in one
-table in ``karet_api.errors``.
+HTTP envelope), a human ``message``, optional ``details`` and optional ``extra`` top-level fields that
+Karet's clients read (``pipeline``, ``name``). Library errors (botocore, polars, pydantic) are translated
+into these classes at the store and engine boundaries; HTTP status codes are chosen in one table in
+``karet_api.errors``, by family:
 
-    KaretError
-    ├── BadRequest                     400 family
-    │   ├── InvalidJson                invalid_json
-    │   ├── InvalidPrefix              invalid_prefix
-    │   ├── ConfigReadFailed           config_read_failed
-    │   ├── ConfigParseFailed          config_parse_failed
-    │   └── ConfigInvalid              config_invalid
-    ├── Unprocessable                  422 family
-    │   ├── ConfigSchemaError          schema        (body is not a pipeline config)
-    │   ├── ValidationFailed           <first error kind>, details = every error
-    │   ├── InvalidSlug                invalid_slug
-    │   └── ExpressionError            expression_error (an expression cannot be compiled)
-    ├── Unauthorized                   unauthorized
-    ├── NotFound                       not_found
-    │   ├── ObjectNotFound             not_found     (a store key is missing)
-    │   └── PipelineConfigNotFound     pipeline_config_not_found
-    ├── Conflict                       already_exists
-    ├── PreconditionFailed             precondition_failed
-    └── StoreError                     s3_error
-        └── BucketNotFound             bucket_not_found
+    KaretError                          500
+    ├── BadRequest                      400  (details always a list, as Karet's worker sent it)
+    │   ├── InvalidJson                 invalid_json
+    │   ├── InvalidPrefix               invalid_prefix
+    │   ├── ConfigReadFailed            config_read_failed
+    │   ├── ConfigParseFailed           config_parse_failed
+    │   └── ConfigInvalid               config_invalid
+    ├── Unauthorized                    401  unauthorized, invalid_credentials, wrong_password
+    ├── NotFound                        404  not_found
+    │   ├── ObjectNotFound              not_found (a store key is missing)
+    │   ├── PipelineConfigNotFound      pipeline_config_not_found
+    │   ├── PipelineNotFound            pipeline_not_found
+    │   └── DashboardNotFound           dashboard_not_found
+    ├── Conflict                        409  already_exists, already_initialized
+    ├── PreconditionFailed              412  etag_mismatch
+    ├── PayloadTooLarge                 413  payload_too_large, zip_too_large, zip_expands_too_large
+    ├── Unprocessable                   422
+    │   ├── ConfigSchemaError           schema (the body is not a pipeline config)
+    │   ├── ValidationFailed            <first error kind>, details = every error
+    │   ├── InvalidSlug                 invalid_slug
+    │   └── ExpressionError             expression_error
+    ├── RateLimited                     429  rate_limited, server_busy (with ``retry_after`` seconds)
+    └── StoreError                      503  s3_error
+        └── BucketNotFound              502  bucket_not_found
 """
 
 from typing import Any
 
 
 class KaretError(Exception):
-    """Base of every user-visible failure: a stable ``code``, a message and optional details."""
+    """Base of every user-visible failure: a stable ``code``, a message, optional details and extra fields."""
 
     code: str = "internal_error"
 
-    def __init__(self, message: str, *, code: str | None = None, details: list[Any] | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        details: list[Any] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         if code is not None:
             self.code = code
         self.details = details
+        self.extra = extra or {}
 
     def to_dict(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"error": self.code, "message": self.message}
+        body: dict[str, Any] = {"error": self.code, "message": self.message, **self.extra}
         if self.details is not None:
             body["details"] = self.details
         return body
 
 
 class BadRequest(KaretError):
-    """Run-aborting request errors; Karet's worker always sent them with an empty ``details`` list."""
+    """Request errors; Karet's worker always sent them with an empty ``details`` list."""
 
     code = "bad_request"
 
-    def __init__(self, message: str, *, code: str | None = None, details: list[Any] | None = None) -> None:
-        super().__init__(message, code=code, details=[] if details is None else details)
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        details: list[Any] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message, code=code, details=[] if details is None else details, extra=extra)
 
 
 class InvalidJson(BadRequest):
@@ -76,6 +96,42 @@ class ConfigParseFailed(BadRequest):
 
 class ConfigInvalid(BadRequest):
     code = "config_invalid"
+
+
+class Unauthorized(KaretError):
+    code = "unauthorized"
+
+
+class NotFound(KaretError):
+    code = "not_found"
+
+
+class ObjectNotFound(NotFound):
+    code = "not_found"
+
+
+class PipelineConfigNotFound(NotFound):
+    code = "pipeline_config_not_found"
+
+
+class PipelineNotFound(NotFound):
+    code = "pipeline_not_found"
+
+
+class DashboardNotFound(NotFound):
+    code = "dashboard_not_found"
+
+
+class Conflict(KaretError):
+    code = "already_exists"
+
+
+class PreconditionFailed(KaretError):
+    code = "etag_mismatch"
+
+
+class PayloadTooLarge(KaretError):
+    code = "payload_too_large"
 
 
 class Unprocessable(KaretError):
@@ -102,28 +158,14 @@ class ExpressionError(Unprocessable):
     code = "expression_error"
 
 
-class Unauthorized(KaretError):
-    code = "unauthorized"
+class RateLimited(KaretError):
+    """Too many attempts; ``retry_after`` seconds go into the ``Retry-After`` header."""
 
+    code = "rate_limited"
 
-class NotFound(KaretError):
-    code = "not_found"
-
-
-class ObjectNotFound(NotFound):
-    code = "not_found"
-
-
-class PipelineConfigNotFound(NotFound):
-    code = "pipeline_config_not_found"
-
-
-class Conflict(KaretError):
-    code = "already_exists"
-
-
-class PreconditionFailed(KaretError):
-    code = "precondition_failed"
+    def __init__(self, message: str, *, retry_after: int, code: str | None = None) -> None:
+        super().__init__(message, code=code)
+        self.retry_after = retry_after
 
 
 class StoreError(KaretError):

@@ -38,6 +38,20 @@ class Settings(BaseSettings):
         default=True, validation_alias=AliasChoices("S3_FORCE_PATH_STYLE", "s3_force_path_style")
     )
     worker_token: str = Field(default="", validation_alias=AliasChoices("KARET_WORKER_TOKEN", "worker_token"))
+    session_secret: str = Field(
+        default="",
+        validation_alias=AliasChoices("KARET_SESSION_SECRET", "session_secret"),
+        description="HMAC key of session cookies; generated into the data directory on the local store.",
+    )
+    api_key: str = Field(default="", validation_alias=AliasChoices("KARET_API_KEY", "api_key"))
+    webhook_secret: str = Field(
+        default="", validation_alias=AliasChoices("KARET_WEBHOOK_SECRET", "webhook_secret")
+    )
+    orphan_after_seconds: int = Field(
+        default=600,
+        validation_alias=AliasChoices("KARET_ORPHAN_AFTER_SECONDS", "orphan_after_seconds"),
+        description="A run still running this long after its last event is shown failed (Karet's 10 min).",
+    )
 
     @property
     def uses_s3(self) -> bool:

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from fastapi.testclient import TestClient
 
+from karet_api.main import create_app
 from karet_defs.settings import Settings
 from karet_defs.store.base import Stores
 from karet_defs.store.factory import build_stores
@@ -166,3 +168,45 @@ def dagster_instance() -> Iterator[dg.DagsterInstance]:
     """A throwaway Dagster instance with real (SQLite) run and event storage."""
     with dg.instance_for_test() as instance:
         yield instance
+
+
+API_KEY = "test-api-key"
+
+
+@pytest.fixture
+def make_client(
+    pipeline_env: Settings, dagster_instance: dg.DagsterInstance
+) -> Iterator[Callable[..., TestClient]]:
+    """Build a started ``TestClient`` over ``create_app(settings)``; with ``api_key`` it sends that key."""
+    opened: list[TestClient] = []
+
+    def make(settings: Settings, *, authenticated: bool = True) -> TestClient:
+        settings = settings.model_copy(update={"api_key": API_KEY})
+        client = TestClient(create_app(settings, dagster_instance))
+        client.__enter__()
+        if authenticated:
+            client.headers["X-API-Key"] = API_KEY
+        opened.append(client)
+        return client
+
+    yield make
+    for client in opened:
+        client.__exit__(None, None, None)
+
+
+@pytest.fixture
+def api_client(make_client: Callable[..., TestClient], local_settings: Settings) -> TestClient:
+    """The API on the local store, authenticated with the API key."""
+    return make_client(local_settings)
+
+
+@pytest.fixture
+def s3_api_client(make_client: Callable[..., TestClient], s3_settings: Settings) -> TestClient:
+    """The API on a fresh moto S3 bucket, authenticated with the API key."""
+    return make_client(s3_settings)
+
+
+@pytest.fixture(params=["local", "s3"])
+def any_api_client(request: pytest.FixtureRequest) -> TestClient:
+    """The API on the local store, then on S3: a test using this runs once against each."""
+    return request.getfixturevalue("api_client" if request.param == "local" else "s3_api_client")

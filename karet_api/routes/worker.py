@@ -4,7 +4,8 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import PlainTextResponse
 
 from karet_api.deps import InstanceDep, StoreDep, require_worker_token
-from karet_api.schemas import ErrorBody, ValidationOk, WorkerRunRequest, WorkerRunResult
+from karet_api.schemas.common import ErrorBody, Ok
+from karet_api.schemas.worker import WorkerRunRequest, WorkerRunResult
 from karet_api.services.runs import run_pipeline_to_end
 from karet_defs.catalog import slug_from_pipeline_prefix
 from karet_defs.config.validate import load_pipeline
@@ -27,14 +28,14 @@ def health() -> str:
 
 @router.post(
     "/config/validate",
-    response_model=ValidationOk,
+    response_model=Ok,
     responses=_errors,
     dependencies=[Depends(require_worker_token)],
     openapi_extra={
         "requestBody": {"content": {"application/json": {"schema": {"type": "object"}}}, "required": True}
     },
 )
-async def validate_config(request: Request) -> ValidationOk:
+async def validate_config(request: Request) -> Ok:
     """Validate a candidate pipeline.json: 200 `{"ok": true}` or 422 with every error in `details`."""
     try:
         load_pipeline(await request.body())
@@ -42,7 +43,7 @@ async def validate_config(request: Request) -> ValidationOk:
         if exc.details is None:
             exc.details = [{"kind": exc.code, "message": exc.message, "path": "/"}]
         raise
-    return ValidationOk()
+    return Ok()
 
 
 @router.post(

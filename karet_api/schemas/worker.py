@@ -1,16 +1,6 @@
-"""Request and response models of the API, named by role."""
+"""Models of the worker endpoints."""
 
 from pydantic import BaseModel, Field
-
-
-class ErrorBody(BaseModel):
-    error: str = Field(description="Stable machine-readable code")
-    message: str = ""
-    details: list[dict[str, str]] | None = None
-
-
-class ValidationOk(BaseModel):
-    ok: bool = True
 
 
 class WorkerRunRequest(BaseModel):
