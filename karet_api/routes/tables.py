@@ -1,5 +1,101 @@
-"""Routes of `/api` for tables."""
+"""Analytic tables of a pipeline: their schema and Dagster facts, and their rows streamed as JSON."""
 
-from fastapi import APIRouter
+from typing import Annotated
+
+import dagster as dg
+from fastapi import APIRouter, Query
+from fastapi.responses import StreamingResponse
+
+from karet_api.deps import InstanceDep, StoreDep
+from karet_api.schemas.common import error_responses
+from karet_api.schemas.tables import TableInfo, TableList
+from karet_api.services.jobs import iso
+from karet_defs.config.models import AnalyticTable, Pipeline
+from karet_defs.config.validate import parse_pipeline
+from karet_defs.engine.tables import iter_rows_json
+from karet_defs.errors import ConfigParseFailed, ConfigSchemaError, NotFound, ObjectNotFound, PipelineNotFound
+from karet_defs.store import keys
+from karet_defs.store.base import Stores
 
 router = APIRouter(prefix="/api", tags=["tables"])
+
+
+def _pipeline(stores: Stores, slug: str) -> Pipeline:
+    # Tables are listed even when the config fails validation, as long as it parses.
+    try:
+        raw = stores.pipelines.get(keys.config_key(slug))
+    except ObjectNotFound as exc:
+        raise PipelineNotFound(f"no pipeline config for `{slug}`") from exc
+    try:
+        return parse_pipeline(raw)
+    except ConfigSchemaError as exc:
+        raise ConfigParseFailed(exc.message) from exc
+
+
+def _table(pipeline: Pipeline, slug: str, table_id: str) -> AnalyticTable:
+    table = pipeline.table(table_id)
+    if table is None:
+        raise NotFound(f"pipeline `{slug}` has no table `{table_id}`", code="table_not_found")
+    return table
+
+
+@router.get(
+    "/p/{slug}/tables",
+    response_model=TableList,
+    response_model_by_alias=True,
+    responses=error_responses((401, "not signed in"), (404, "pipeline_not_found")),
+)
+def list_tables(slug: str, stores: StoreDep, instance: InstanceDep) -> TableList:
+    """Every analytic table in config order, with its file count and its latest materialization's facts."""
+    pipeline = _pipeline(stores, slug)
+    tables = []
+    for table in pipeline.analytic_tables:
+        prefix = keys.table_prefix(slug, table.id)
+        file_count = sum(1 for i in stores.warehouse.list(prefix) if i.key.endswith(".parquet"))
+        event = instance.get_latest_materialization_event(dg.AssetKey([slug, table.id]))
+        metadata = event.asset_materialization.metadata if event and event.asset_materialization else {}
+        tables.append(
+            TableInfo(
+                id=table.id,
+                name=table.name,
+                schema=[c.model_dump(exclude_none=True) for c in table.schema_],
+                fileCount=file_count,
+                rowCount=_value(metadata.get("dagster/row_count")),
+                bytes=_value(metadata.get("bytes")),
+                lastMaterialization=iso(event.timestamp) if event else None,
+                lastRunId=event.run_id if event else None,
+            )
+        )
+    return TableList(tables=tables)
+
+
+@router.get(
+    "/p/{slug}/tables/{table_id}/rows",
+    response_class=StreamingResponse,
+    responses={
+        200: {"content": {"application/json": {"schema": {"type": "object", "properties": {"rows": {}}}}}},
+        **error_responses((401, "not signed in"), (404, "pipeline_not_found or table_not_found")),
+    },
+)
+def table_rows(
+    slug: str,
+    table_id: str,
+    stores: StoreDep,
+    limit: Annotated[int | None, Query(ge=0)] = None,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> StreamingResponse:
+    """`{"rows": [...]}` streamed, Hive partition columns restored; `limit`/`offset` page through it."""
+    table = _table(_pipeline(stores, slug), slug, table_id)
+    chunks = iter_rows_json(stores.warehouse, slug, table, limit=limit, offset=offset)
+    first = next(chunks)  # list the files before answering, so a store failure is still a clean error
+    return StreamingResponse(_prepend(first, chunks), media_type="application/json")
+
+
+def _prepend(first: bytes, rest):
+    yield first
+    yield from rest
+
+
+def _value(entry: object) -> int | None:
+    value = getattr(entry, "value", None)
+    return int(value) if isinstance(value, int | float) else None

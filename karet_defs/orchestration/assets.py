@@ -19,7 +19,9 @@ from karet_defs.orchestration.jobs import (
     TAG_ERRORS,
     TAG_FILES_PROCESSED,
     TAG_PARTITIONS_WRITTEN,
+    TAG_PIPELINE,
     dagster_name,
+    run_tags,
 )
 from karet_defs.orchestration.resources import StoreResource
 from karet_defs.store import keys
@@ -145,6 +147,10 @@ def build_pipeline_assets(pipeline: Pipeline, slug: str) -> dg.AssetsDefinition:
     def _run(context: dg.AssetExecutionContext, config: RunOptions, store: StoreResource):
         selected = {k.path[-1] for k in context.selected_asset_keys}
         clean_run = config.clean_run or context.run.tags.get(TAG_CLEAN_RUN) == "true"
+        if TAG_PIPELINE not in context.run.tags:
+            # Runs launched from an asset page run as __ASSET_JOB without the job's tags; tag them so the
+            # pipeline's job history finds them too.
+            context.instance.add_run_tags(context.run_id, run_tags(slug, clean_run=clean_run))
         stores = store.stores()
         try:
             report = run_pipeline(stores, slug, clean_run=clean_run, table_ids=selected, log=context.log)

@@ -6,10 +6,12 @@ the same job, with the same tags and code origin, as one started from the Dagste
 
 import json
 import os
+import threading
 from dataclasses import dataclass
 
 import dagster as dg
-from dagster._core.definitions.reconstruct import ReconstructableRepository
+from dagster._core.definitions.reconstruct import ReconstructableJob, ReconstructableRepository
+from dagster._core.execution.api import execute_run
 
 from karet_defs.orchestration.jobs import (
     TAG_ERRORS,
@@ -36,19 +38,61 @@ def _repository() -> ReconstructableRepository:
     return ReconstructableRepository.for_module(DEFINITIONS_MODULE, "defs", working_directory=os.getcwd())
 
 
+@dataclass(frozen=True)
+class PreparedRun:
+    """A run recorded in the instance (status NOT_STARTED) and the job that will execute it."""
+
+    job: ReconstructableJob
+    run: dg.DagsterRun
+
+    @property
+    def run_id(self) -> str:
+        return self.run.run_id
+
+
+def create_pipeline_run(
+    instance: dg.DagsterInstance, slug: str, *, trigger: str, clean_run: bool = False
+) -> PreparedRun:
+    """Record a run of the pipeline's job with Karet's tags; it shows in the UI and the API at once."""
+    job = _repository().get_reconstructable_job(dagster_name(slug))
+    job_def = job.get_definition()
+    run = instance.create_run_for_job(
+        job_def=job_def,
+        run_config={"ops": {f"run_{dagster_name(slug)}": {"config": {"clean_run": clean_run}}}},
+        tags={**job_def.run_tags, **run_tags(slug, trigger=trigger, clean_run=clean_run)},
+        job_code_origin=job.get_python_origin(),
+    )
+    return PreparedRun(job, run)
+
+
+def execute_prepared_run(instance: dg.DagsterInstance, prepared: PreparedRun) -> RunOutcome:
+    """Execute a recorded run in this process (in-process executor) and return its Karet summary."""
+    execute_run(prepared.job, prepared.run, instance, raise_on_error=False)
+    return outcome_of_run(instance, prepared.run_id)
+
+
 def execute_pipeline_run(
     instance: dg.DagsterInstance, slug: str, *, trigger: str, clean_run: bool = False
 ) -> RunOutcome:
     """Run the pipeline's job to completion and read its summary back from the run's tags."""
-    job = _repository().get_reconstructable_job(dagster_name(slug))
-    result = dg.execute_job(
-        job,
-        instance=instance,
-        run_config={"ops": {f"run_{dagster_name(slug)}": {"config": {"clean_run": clean_run}}}},
-        tags=run_tags(slug, trigger=trigger, clean_run=clean_run),
-        raise_on_error=False,
+    return execute_prepared_run(
+        instance, create_pipeline_run(instance, slug, trigger=trigger, clean_run=clean_run)
     )
-    return outcome_of_run(instance, result.run_id)
+
+
+def start_pipeline_run(
+    instance: dg.DagsterInstance, slug: str, *, trigger: str, clean_run: bool = False
+) -> tuple[PreparedRun, threading.Thread]:
+    """Record a run and execute it on a background thread; return at once."""
+    prepared = create_pipeline_run(instance, slug, trigger=trigger, clean_run=clean_run)
+    worker = threading.Thread(
+        target=execute_prepared_run,
+        args=(instance, prepared),
+        name=f"karet-run-{prepared.run_id}",
+        daemon=True,
+    )
+    worker.start()
+    return prepared, worker
 
 
 def outcome_of_run(instance: dg.DagsterInstance, run_id: str) -> RunOutcome:

@@ -1,0 +1,103 @@
+"""Jobs through the API: Dagster runs in Karet's record shape, started at once, newest first."""
+
+import time
+
+import dagster as dg
+
+from karet_defs.orchestration.launch import execute_pipeline_run
+from karet_defs.templates import install_template
+
+
+def _wait_done(client, slug, job_id, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = client.get(f"/api/p/{slug}/jobs/{job_id}").json()["job"]
+        if job["status"] in ("completed", "failed"):
+            return job
+        time.sleep(0.2)
+    raise AssertionError(f"job {job_id} still {job['status']}")
+
+
+def test_start_returns_running_then_completes_with_counters(api_client, local_stores, dagster_instance):
+    install_template(local_stores, "spending", "spending")
+
+    response = api_client.post("/api/p/spending/jobs")
+
+    assert response.status_code == 200
+    job = response.json()["job"]
+    assert job["status"] == "running"
+    assert job["pipeline"] == "spending" and job["trigger"] == "manual"
+    done = _wait_done(api_client, "spending", job["id"])
+    assert done["status"] == "completed"
+    assert (done["partitions_written"], done["files_processed"], done["errors"]) == (2, 1, [])
+    assert done["completedAt"].endswith("Z") and done["startedAt"] <= done["completedAt"]
+    run = dagster_instance.get_run_by_id(job["id"])
+    assert run.status == dg.DagsterRunStatus.SUCCESS
+    assert run.tags["karet/pipeline"] == "spending" and run.tags["karet/clean_run"] == "false"
+
+
+def test_clean_true_is_tagged_and_history_is_newest_first(api_client, local_stores, dagster_instance):
+    install_template(local_stores, "spending", "spending")
+    first = execute_pipeline_run(dagster_instance, "spending", trigger="api")
+
+    job = api_client.post("/api/p/spending/jobs?clean=true").json()["job"]
+    _wait_done(api_client, "spending", job["id"])
+
+    jobs = api_client.get("/api/p/spending/jobs").json()["jobs"]
+    assert [j["id"] for j in jobs] == [job["id"], first.run_id]
+    assert [j["trigger"] for j in jobs] == ["manual", "api"]
+    assert dagster_instance.get_run_by_id(job["id"]).tags["karet/clean_run"] == "true"
+
+
+def test_completed_with_file_errors_carries_the_summary(api_client, local_stores):
+    install_template(local_stores, "spending", "spending")
+    local_stores.lake.put("pipelines/spending/transactions/bad.csv", b"date,amount\n2026-04-01,1\n")
+
+    job = _wait_done(api_client, "spending", api_client.post("/api/p/spending/jobs").json()["job"]["id"])
+
+    assert job["status"] == "completed"
+    assert job["errors"] == [
+        'file pipelines/spending/transactions/bad.csv: missing required columns: ["description", "account"]'
+    ]
+    assert job["error"] == "2 partitions written, 1 error(s): " + job["errors"][0]
+
+
+def test_failed_run_shows_failed_with_the_cause(api_client, local_stores):
+    install_template(local_stores, "spending", "spending")
+    job = api_client.post("/api/p/spending/jobs").json()["job"]
+    _wait_done(api_client, "spending", job["id"])
+    local_stores.pipelines.put("pipelines/spending/pipeline.json", b'{"version": 1}')
+
+    response = api_client.post("/api/p/spending/jobs")
+
+    assert response.status_code == 400
+    assert response.json()["error"] == "config_parse_failed"
+
+
+def test_missing_pipeline_is_404_and_unknown_job_is_404(api_client):
+    assert api_client.post("/api/p/ghost/jobs").json()["error"] == "pipeline_config_not_found"
+    assert api_client.get("/api/p/ghost/jobs").json() == {"jobs": []}
+    assert api_client.get("/api/p/ghost/jobs/nope").status_code == 404
+
+
+def test_stuck_running_run_is_shown_failed_as_orphan(make_client, local_settings, dagster_instance):
+    client = make_client(local_settings.model_copy(update={"orphan_after_seconds": 0}))
+    run = dagster_instance.add_run(
+        dg.DagsterRun(
+            job_name="spending",
+            tags={"karet/pipeline": "spending", "karet/trigger": "manual"},
+            status=dg.DagsterRunStatus.STARTED,
+        )
+    )
+    time.sleep(0.05)
+
+    jobs = client.get("/api/p/spending/jobs").json()["jobs"]
+
+    assert [(j["id"], j["status"], j["error"]) for j in jobs] == [
+        (run.run_id, "failed", "job abandoned (stuck in running for > 0 min)")
+    ]
+
+
+def test_jobs_need_authentication(make_client, local_settings):
+    client = make_client(local_settings, authenticated=False)
+    assert client.get("/api/p/spending/jobs").status_code == 401
