@@ -1,7 +1,8 @@
 """Column assertions of analytic tables (REFERENCE §1.8), checked on a mapping's output before it is written.
 
-Messages keep Karet's wording, including the Rust ``Option`` rendering of the range bounds, because users and
-scripts match on them.
+All checks of a mapping are computed in one aggregate query over its staged output, so they cost one
+streaming pass over the needed columns, whatever the table's size. Messages keep Karet's wording, including
+the Rust ``Option`` rendering of the range bounds, because users and scripts match on them.
 """
 
 from dataclasses import dataclass
@@ -24,51 +25,66 @@ class Violation:
 def _option(value: float | None) -> str:
     if value is None:
         return "None"
-    return f"Some({value:g})" if value != int(value) else f"Some({value:.1f})"
+    return f"Some({value:.1f})" if value == int(value) else f"Some({value:g})"
 
 
-def check_assertions(frame: pl.DataFrame, table: AnalyticTable) -> list[Violation]:
+def check_assertions(frame: pl.LazyFrame, table: AnalyticTable) -> list[Violation]:
     """Every violation of the table's column assertions by ``frame``, in schema order."""
+    produced = set(frame.collect_schema().names())
+    aggregates: list[pl.Expr] = []
+    for column in table.schema_:
+        rules = column.assertions
+        if rules is None or column.name not in produced:
+            continue
+        value = pl.col(column.name)
+        if rules.not_null:
+            aggregates.append(value.null_count().alias(f"{column.name}\x00not_null"))
+        if rules.unique:
+            aggregates.append(
+                (value.drop_nulls().len() - value.drop_nulls().n_unique()).alias(f"{column.name}\x00unique")
+            )
+        if rules.accepted_values:
+            allowed = pl.Series(rules.accepted_values, dtype=pl.String)
+            outside = value.drop_nulls().cast(pl.String).is_in(allowed.implode()).not_().sum()
+            aggregates.append(outside.alias(f"{column.name}\x00accepted_values"))
+        if rules.min is not None or rules.max is not None:
+            number = value.cast(pl.Float64, strict=False)
+            below = (number < rules.min).sum() if rules.min is not None else pl.lit(0)
+            above = (number > rules.max).sum() if rules.max is not None else pl.lit(0)
+            aggregates += [below.alias(f"{column.name}\x00below"), above.alias(f"{column.name}\x00above")]
+    counts = frame.select(aggregates).collect(engine="streaming").row(0, named=True) if aggregates else {}
+
     violations: list[Violation] = []
     for column in table.schema_:
         rules = column.assertions
         if rules is None:
             continue
-        if column.name not in frame.columns:
+        if column.name not in produced:
             violations.append(
                 Violation(column.name, "missing_column", "column not present in produced DataFrame")
             )
             continue
-        series = frame.get_column(column.name)
-        if rules.not_null and (nulls := series.null_count()):
+
+        def count(check: str, name: str = column.name) -> int:
+            return int(counts.get(f"{name}\x00{check}") or 0)
+
+        if nulls := count("not_null"):
             violations.append(Violation(column.name, "not_null", f"{nulls} null value(s) found"))
-        if rules.unique:
-            non_null = series.drop_nulls()
-            duplicates = non_null.len() - non_null.n_unique()
-            if duplicates:
-                violations.append(Violation(column.name, "unique", f"{duplicates} duplicate value(s)"))
-        if rules.accepted_values:
-            allowed = pl.Series(rules.accepted_values, dtype=pl.String)
-            outside = series.drop_nulls().cast(pl.String).is_in(allowed).not_().sum()
-            if outside:
-                violations.append(
-                    Violation(
-                        column.name,
-                        "accepted_values",
-                        f"{outside} value(s) not in accepted_values ({len(rules.accepted_values)} allowed)",
-                    )
+        if duplicates := count("unique"):
+            violations.append(Violation(column.name, "unique", f"{duplicates} duplicate value(s)"))
+        if outside := count("accepted_values"):
+            allowed = len(rules.accepted_values or [])
+            violations.append(
+                Violation(
+                    column.name,
+                    "accepted_values",
+                    f"{outside} value(s) not in accepted_values ({allowed} allowed)",
                 )
-        if rules.min is not None or rules.max is not None:
-            values = series.cast(pl.Float64, strict=False).drop_nulls()
-            below = int((values < rules.min).sum()) if rules.min is not None else 0
-            above = int((values > rules.max).sum()) if rules.max is not None else 0
-            if below or above:
-                violations.append(
-                    Violation(
-                        column.name,
-                        "range",
-                        f"{below} below min, {above} above max "
-                        f"(min={_option(rules.min)}, max={_option(rules.max)})",
-                    )
-                )
+            )
+        below, above = count("below"), count("above")
+        if below or above:
+            bounds = f"(min={_option(rules.min)}, max={_option(rules.max)})"
+            violations.append(
+                Violation(column.name, "range", f"{below} below min, {above} above max {bounds}")
+            )
     return violations

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
+import pyarrow.parquet as pq
 
 from karet_defs.catalog import read_pipeline
 from karet_defs.config.models import AnalyticTable, Mapping, Pipeline, SourceContainer
@@ -27,10 +28,11 @@ from karet_defs.engine.read import (
 from karet_defs.engine.write import (
     PartitionError,
     PublishError,
+    check_partition_keys,
     dedup,
     publish,
     reap_stale,
-    split_partitions,
+    write_partitions,
 )
 from karet_defs.errors import KaretError
 from karet_defs.expr.compile import compile_expr
@@ -174,8 +176,71 @@ def _run_mapping(
         fail(f"ingest {mapping.id}: evaluator error: {exc.message}")
         return
 
-    frames: list[pl.DataFrame] = []
-    for key, path in files:
+    with tempfile.TemporaryDirectory(prefix=f"karet-{mapping.id}-") as tmp:
+        staged = _stage_files(Path(tmp) / "staged", files, source, exprs, where, record_filter, report)
+        if not staged:
+            fail(f"ingest {mapping.id}: no files succeeded during ingestion")
+            return
+        output = pl.scan_parquet(staged)
+        try:
+            staged_rows = sum(pq.read_metadata(path).num_rows for path in staged)
+            violations = check_assertions(output, table)
+            if violations:
+                table_report.violations.extend(violations)
+                fail(f"assertion {mapping.id}: " + "; ".join(str(v) for v in violations))
+                return
+            try:
+                output = dedup(output, table.dedup_keys)
+            except PartitionError as exc:
+                fail(f"dedup {mapping.id}: {exc}")
+                return
+            check_partition_keys(output, table)
+            columns = {name: str(dtype) for name, dtype in output.collect_schema().items()}
+            parts = write_partitions(output, table, mapping.id, Path(tmp) / "out")
+        except PartitionError as exc:
+            fail(f"partition {mapping.id}: {exc}")
+            return
+        except pl.exceptions.PolarsError as exc:
+            fail(f"collect {mapping.id}: {str(exc).split(chr(10) * 2, 1)[0]}")
+            return
+
+        prefix = keys.table_prefix(slug, table.id)
+        try:
+            written = publish(warehouse, prefix, parts)
+        except PublishError as exc:
+            fail(f"upload {mapping.id}: {exc}")
+            return
+        rows = sum(pq.read_metadata(path).num_rows for _, path in parts)
+    reaped = reap_stale(warehouse, prefix, mapping.id, set(written))
+    log.info(
+        "mapping %s: %d row(s) in %d partition(s), %d stale file(s) reaped",
+        mapping.id,
+        rows,
+        len(written),
+        len(reaped),
+    )
+    report.partitions_written += len(written)
+    table_report.partitions.extend(k[len(prefix) :] for k in written)
+    table_report.rows_written += rows
+    table_report.rows_deduped += staged_rows - rows
+    table_report.mappings_written.append(mapping.id)
+    table_report.columns.update(columns)
+
+
+def _stage_files(
+    staging: Path,
+    files: list[tuple[str, Path]],
+    source: SourceContainer,
+    exprs: list[pl.Expr],
+    where: pl.Expr | None,
+    record_filter: pl.Expr | None,
+    report: RunReport,
+) -> list[Path]:
+    """Evaluate the mapping over each raw file into a Parquet fragment (streaming); report failing files."""
+    staging.mkdir(parents=True)
+    staged: list[Path] = []
+    for index, (key, path) in enumerate(files):
+        fragment = staging / f"{index:06d}.parquet"
         try:
             frame = read_source_file(path, source)
             if record_filter is not None:
@@ -183,53 +248,12 @@ def _run_mapping(
             frame = frame.select(exprs)
             if where is not None:
                 frame = frame.filter(where)
-            frames.append(frame.collect(engine="streaming"))
+            frame.sink_parquet(fragment, compression="lz4", statistics=False, engine="streaming")
         except FileReadError as exc:
             report.add_error(f"file {key}: {exc}")
         except pl.exceptions.PolarsError as exc:
+            fragment.unlink(missing_ok=True)
             report.add_error(f"file {key}: {describe_read_error(exc, path, source)}")
-    if not frames:
-        fail(f"ingest {mapping.id}: no files succeeded during ingestion")
-        return
-    try:
-        output = pl.concat(frames, how="vertical")
-    except pl.exceptions.PolarsError as exc:
-        fail(f"collect {mapping.id}: {exc}")
-        return
-
-    violations = check_assertions(output, table)
-    if violations:
-        table_report.violations.extend(violations)
-        fail(f"assertion {mapping.id}: " + "; ".join(str(v) for v in violations))
-        return
-    try:
-        output, dropped = dedup(output, table.dedup_keys)
-    except PartitionError as exc:
-        fail(f"dedup {mapping.id}: {exc}")
-        return
-    try:
-        parts = split_partitions(output, table, mapping.id)
-    except PartitionError as exc:
-        fail(f"partition {mapping.id}: {exc}")
-        return
-
-    prefix = keys.table_prefix(slug, table.id)
-    try:
-        written = publish(warehouse, prefix, parts)
-    except PublishError as exc:
-        fail(f"upload {mapping.id}: {exc}")
-        return
-    reaped = reap_stale(warehouse, prefix, mapping.id, set(written))
-    log.info(
-        "mapping %s: %d row(s) in %d partition(s), %d stale file(s) reaped",
-        mapping.id,
-        output.height,
-        len(written),
-        len(reaped),
-    )
-    report.partitions_written += len(written)
-    table_report.partitions.extend(k[len(prefix) :] for k in written)
-    table_report.rows_written += output.height
-    table_report.rows_deduped += dropped
-    table_report.mappings_written.append(mapping.id)
-    table_report.columns.update({name: str(dtype) for name, dtype in output.schema.items()})
+        else:
+            staged.append(fragment)
+    return staged

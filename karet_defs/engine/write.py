@@ -1,16 +1,16 @@
-"""Turning one mapping's output into published Parquet objects (REFERENCE §3.4, SPEC §2.3 and §4).
+"""Turning one mapping's staged output into published Parquet objects (REFERENCE §3.4, SPEC §2.3 and §4).
 
-Each partition file is written to a local temporary file and uploaded with one atomic put, so readers see
-the previous object or the new one, never a part. After a mapping's files are all in place, its files that
-this run did not write (partitions whose rows vanished, older layouts) are reaped.
+Partitions are written by one streaming sink into a local directory (key columns moved from the payload
+into the path), then each file is uploaded with one atomic put, so readers see the previous object or the
+new one, never a part. After a mapping's files are all in place, its files that this run did not write
+(partitions whose rows vanished, older layouts) are reaped.
 """
 
 import datetime as dt
-import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
+from polars.io.partition import FileProviderArgs
 
 from karet_defs.config.models import AnalyticTable
 from karet_defs.errors import KaretError
@@ -27,21 +27,15 @@ class PublishError(Exception):
     """An upload failed; the files uploaded before it stay, the message names the key."""
 
 
-@dataclass(frozen=True)
-class PartitionFile:
-    relative_key: str  # under the table prefix, e.g. ``year=2026/month=4/m.parquet``
-    frame: pl.DataFrame
-
-
-def dedup(frame: pl.DataFrame, keys: list[str]) -> tuple[pl.DataFrame, int]:
-    """Keep the first row per key tuple in ingest order; return the frame and how many rows were dropped."""
+def dedup(frame: pl.LazyFrame, keys: list[str]) -> pl.LazyFrame:
+    """Keep the first row per key tuple in ingest order."""
     if not keys:
-        return frame, 0
-    missing = [k for k in keys if k not in frame.columns]
+        return frame
+    produced = frame.collect_schema().names()
+    missing = [k for k in keys if k not in produced]
     if missing:
         raise PartitionError(f"dedup key `{missing[0]}` is not produced by the mapping")
-    kept = frame.unique(subset=keys, keep="first", maintain_order=True)
-    return kept, frame.height - kept.height
+    return frame.unique(subset=keys, keep="first", maintain_order=True)
 
 
 def render_segment(value: object) -> str:
@@ -57,43 +51,70 @@ def render_segment(value: object) -> str:
     raise PartitionError(f"unsupported partition key value: {value!r}")
 
 
-def split_partitions(frame: pl.DataFrame, table: AnalyticTable, mapping_id: str) -> list[PartitionFile]:
-    """One file per key tuple (first-appearance order), key columns moved from the payload into the path."""
+def check_partition_keys(frame: pl.LazyFrame, table: AnalyticTable) -> None:
+    """Every key is produced, has a partitionable type and no nulls; else the mapping fails."""
+    keys = table.partition_keys
+    if not keys:
+        return
+    schema = frame.collect_schema()
+    for key in keys:
+        if key not in schema:
+            raise PartitionError(f"partition key `{key}` is not produced by the mapping")
+        if schema[key].is_float() or schema[key].is_nested():
+            raise PartitionError(f"unsupported partition key value: column `{key}` is {schema[key]}")
+    nulls = frame.select(pl.col(keys).null_count()).collect(engine="streaming").row(0, named=True)
+    for key in keys:
+        if nulls[key]:
+            raise PartitionError(
+                f"partition key `{key}` has {nulls[key]} null value(s); rows cannot be assigned to a "
+                "partition (coalesce in the expression to supply a default)"
+            )
+
+
+def write_partitions(
+    frame: pl.LazyFrame, table: AnalyticTable, mapping_id: str, out_dir: Path
+) -> list[tuple[str, Path]]:
+    """Write the frame as Hive partitions under ``out_dir``; return (relative key, local file) pairs."""
     file_name = f"{mapping_id}.parquet"
     keys = table.partition_keys
     if not keys:
-        return [PartitionFile(file_name, frame)]
-    for key in keys:
-        if key not in frame.columns:
-            raise PartitionError(f"partition key `{key}` is not produced by the mapping")
-        nulls = frame.get_column(key).null_count()
-        if nulls:
-            raise PartitionError(
-                f"partition key `{key}` has {nulls} null value(s); rows cannot be assigned to a partition "
-                "(coalesce in the expression to supply a default)"
-            )
-    groups = frame.partition_by(keys, maintain_order=True, include_key=False, as_dict=True)
-    files = []
-    for values, part in groups.items():
-        segments = "/".join(f"{k}={render_segment(v)}" for k, v in zip(keys, values, strict=True))
-        files.append(PartitionFile(f"{segments}/{file_name}", part))
-    return files
+        out_dir.mkdir(parents=True, exist_ok=True)
+        frame.sink_parquet(out_dir / file_name, compression="zstd", statistics=True, engine="streaming")
+        return [(file_name, out_dir / file_name)]
+    written: list[str] = []
+
+    def path_of(args: FileProviderArgs) -> str:
+        values = args.partition_keys.row(0)
+        relative = "/".join(f"{k}={render_segment(v)}" for k, v in zip(keys, values, strict=True))
+        written.append(f"{relative}/{file_name}")
+        return written[-1]
+
+    frame.sink_parquet(
+        pl.PartitionBy(
+            out_dir,
+            key=keys,
+            include_key=False,
+            file_path_provider=path_of,
+            approximate_bytes_per_file=None,
+        ),
+        compression="zstd",
+        statistics=True,
+        mkdir=True,
+        engine="streaming",
+    )
+    return [(relative, out_dir / relative) for relative in written]
 
 
-def publish(store: ObjectStore, table_prefix: str, files: list[PartitionFile]) -> list[str]:
+def publish(store: ObjectStore, table_prefix: str, files: list[tuple[str, Path]]) -> list[str]:
     """Upload every partition file (atomic per object); return the keys written; stop at the first failure."""
     written: list[str] = []
-    with tempfile.TemporaryDirectory(prefix="karet-write-") as tmp:
-        for index, part in enumerate(files):
-            local = Path(tmp) / f"{index}.parquet"
-            part.frame.write_parquet(local, compression="zstd", statistics=True)
-            key = table_prefix + part.relative_key
-            try:
-                store.put_file(key, local, content_type="application/octet-stream")
-            except KaretError as exc:
-                raise PublishError(f"S3 PutObject failed for {key}: {exc.message}") from exc
-            local.unlink()
-            written.append(key)
+    for relative, local in files:
+        key = table_prefix + relative
+        try:
+            store.put_file(key, local, content_type="application/octet-stream")
+        except KaretError as exc:
+            raise PublishError(f"S3 PutObject failed for {key}: {exc.message}") from exc
+        written.append(key)
     return written
 
 
