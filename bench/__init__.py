@@ -1,0 +1,1 @@
+"""Benchmarks: measured as ratios against baselines in the same run, never asserted in tests."""
