@@ -46,4 +46,6 @@ def write_transactions(path: Path, target_bytes: int, seed: int) -> int:
 def write_dataset(folder: Path, total_bytes: int, files: int, seed: int = 7) -> int:
     """``files`` CSVs adding up to about ``total_bytes``; return the total row count."""
     per_file = max(total_bytes // files, 64)
-    return sum(write_transactions(folder / f"tx-{i:05d}.csv", per_file, seed * 100_003 + i) for i in range(files))
+    return sum(
+        write_transactions(folder / f"tx-{i:05d}.csv", per_file, seed * 100_003 + i) for i in range(files)
+    )
