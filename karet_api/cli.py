@@ -5,6 +5,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -13,6 +14,7 @@ from pathlib import Path
 
 DEFINITIONS_MODULE = "karet_defs.definitions"
 DEMO_SLUG = "spending"
+LOCATION_NAME = "karet"
 
 
 def _out(message: str) -> None:
@@ -59,6 +61,22 @@ def _spawn(args: list[str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(args, start_new_session=True)
 
 
+def _wait_for_code_server(port: int, timeout: float) -> None:
+    """Block until the code server answers health checks (it has loaded the definitions)."""
+    from dagster._grpc.client import DagsterGrpcClient
+
+    client = DagsterGrpcClient(port=port, host="127.0.0.1")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as probe:
+            # The gRPC client prints every refused connection; ask it only once the port is open.
+            listening = probe.connect_ex(("127.0.0.1", port)) == 0
+        if listening and client.health_check_query() == "SERVING":
+            return
+        time.sleep(0.5)
+    raise SystemExit(f"the Dagster code server did not start on port {port} within {timeout:.0f} s")
+
+
 def _stop(children: list[subprocess.Popen[bytes]], grace: float = 10.0) -> None:
     for child in children:
         if child.poll() is None:
@@ -86,9 +104,21 @@ def cmd_dev(args: argparse.Namespace) -> int:
     bin_dir = Path(sys.executable).parent
     webserver = shutil.which("dagster-webserver", path=str(bin_dir)) or "dagster-webserver"
     daemon = shutil.which("dagster-daemon", path=str(bin_dir)) or "dagster-daemon"
-    children = [
-        _spawn([webserver, "-m", DEFINITIONS_MODULE, "-h", "127.0.0.1", "-p", str(args.dagster_port)]),
-        _spawn([daemon, "run", "-m", DEFINITIONS_MODULE]),
+    dagster = shutil.which("dagster", path=str(bin_dir)) or "dagster"
+    # One code server shared by the webserver and the daemon: a reload asked of the webserver (after a
+    # change of structure through the API) reloads the definitions both of them see.
+    workspace = Path(os.environ["DAGSTER_HOME"]) / "workspace.yaml"
+    workspace.write_text(
+        "load_from:\n  - grpc_server:\n      host: 127.0.0.1\n"
+        f"      port: {args.code_server_port}\n      location_name: {LOCATION_NAME}\n"
+    )
+    os.environ["KARET_DAGSTER_URL"] = f"http://127.0.0.1:{args.dagster_port}"
+    code_server = [dagster, "code-server", "start", "-m", DEFINITIONS_MODULE, "-h", "127.0.0.1"]
+    children = [_spawn([*code_server, "-p", str(args.code_server_port), "--location-name", LOCATION_NAME])]
+    _wait_for_code_server(args.code_server_port, timeout=120)
+    children += [
+        _spawn([webserver, "-w", str(workspace), "-h", "127.0.0.1", "-p", str(args.dagster_port)]),
+        _spawn([daemon, "run", "-w", str(workspace)]),
     ]
     store = os.environ.get("S3_BUCKET") and f"s3://{os.environ['S3_BUCKET']}" or os.environ["KARET_DATA_DIR"]
     _out(f"Karet on Dagster — store: {store}, DAGSTER_HOME: {os.environ['DAGSTER_HOME']}")
@@ -170,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     dev.add_argument("--data-dir", help="local store root (default: $KARET_DATA_DIR or ./karet-data)")
     dev.add_argument("--api-port", type=int, default=8000)
     dev.add_argument("--dagster-port", type=int, default=3000)
+    dev.add_argument("--code-server-port", type=int, default=4266)
     dev.set_defaults(func=cmd_dev)
     api = commands.add_parser("api", help="serve the API alone")
     api.add_argument("--port", type=int, default=8000)

@@ -7,6 +7,7 @@ import dagster as dg
 from fastapi import Depends, Request
 
 from karet_api.services import auth
+from karet_api.services.reload import DefinitionsReloader
 from karet_defs.errors import Unauthorized
 from karet_defs.settings import Settings
 from karet_defs.store.base import Stores
@@ -24,7 +25,12 @@ def get_instance(request: Request) -> dg.DagsterInstance:
     return request.app.state.instance
 
 
+def get_reloader(request: Request) -> DefinitionsReloader:
+    return request.app.state.reloader
+
+
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+ReloaderDep = Annotated[DefinitionsReloader, Depends(get_reloader)]
 StoreDep = Annotated[Stores, Depends(get_stores)]
 InstanceDep = Annotated[dg.DagsterInstance, Depends(get_instance)]
 

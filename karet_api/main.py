@@ -6,6 +6,7 @@ from fastapi import Depends, FastAPI
 from karet_api.deps import require_user
 from karet_api.errors import register_error_handlers
 from karet_api.routes import auth, config, dashboards, jobs, pipelines, preview, tables, transfer, worker
+from karet_api.services.reload import DefinitionsReloader
 from karet_defs.settings import Settings, get_settings
 from karet_defs.store.factory import build_stores
 
@@ -23,6 +24,7 @@ def create_app(settings: Settings | None = None, instance: dg.DagsterInstance | 
     app.state.settings = settings
     app.state.stores = build_stores(settings)
     app.state.instance = instance or dg.DagsterInstance.get()
+    app.state.reloader = DefinitionsReloader(settings.dagster_url)
     app.include_router(worker.router)
     app.include_router(auth.router)
     for module in PROTECTED_ROUTERS:

@@ -47,6 +47,11 @@ class Settings(BaseSettings):
     webhook_secret: str = Field(
         default="", validation_alias=AliasChoices("KARET_WEBHOOK_SECRET", "webhook_secret")
     )
+    dagster_url: str = Field(
+        default="",
+        validation_alias=AliasChoices("KARET_DAGSTER_URL", "dagster_url"),
+        description="Dagster webserver to ask for a code location reload after a change of structure.",
+    )
     orphan_after_seconds: int = Field(
         default=600,
         validation_alias=AliasChoices("KARET_ORPHAN_AFTER_SECONDS", "orphan_after_seconds"),
