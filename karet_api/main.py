@@ -5,12 +5,24 @@ from fastapi import Depends, FastAPI
 
 from karet_api.deps import require_user
 from karet_api.errors import register_error_handlers
-from karet_api.routes import auth, config, dashboards, jobs, pipelines, preview, tables, transfer, worker
+from karet_api.routes import (
+    auth,
+    config,
+    dashboards,
+    events,
+    files,
+    jobs,
+    pipelines,
+    preview,
+    tables,
+    transfer,
+    worker,
+)
 from karet_api.services.reload import DefinitionsReloader
 from karet_defs.settings import Settings, get_settings
 from karet_defs.store.factory import build_stores
 
-PROTECTED_ROUTERS = (pipelines, transfer, config, dashboards, tables, jobs, preview)
+PROTECTED_ROUTERS = (pipelines, transfer, config, dashboards, tables, jobs, preview, files)
 
 
 def create_app(settings: Settings | None = None, instance: dg.DagsterInstance | None = None) -> FastAPI:
@@ -27,6 +39,7 @@ def create_app(settings: Settings | None = None, instance: dg.DagsterInstance | 
     app.state.reloader = DefinitionsReloader(settings.dagster_url)
     app.include_router(worker.router)
     app.include_router(auth.router)
+    app.include_router(events.router)
     for module in PROTECTED_ROUTERS:
         app.include_router(module.router, dependencies=[Depends(require_user)])
     register_error_handlers(app)
