@@ -11,6 +11,7 @@ on a numeric column) surface when the frame is collected, as in Karet's worker.
 
 import operator
 from collections.abc import Callable, Mapping
+from functools import cache
 
 import polars as pl
 
@@ -126,7 +127,14 @@ def compile_expr(node: AstNode, lookups: Mapping[str, LookupMapping]) -> pl.Expr
 
 def _typed(expr: pl.Expr, dtype: pl.DataType | type[pl.DataType]) -> pl.Expr:
     # Only the Null dtype (a null literal) is converted; real type mismatches must still fail loudly.
-    return expr.pipe_with_dtype(lambda e, current: e.cast(dtype) if current == pl.Null else e)
+    return expr.pipe_with_dtype(_null_to(dtype))
+
+
+@cache
+def _null_to(dtype: pl.DataType | type[pl.DataType]) -> Callable[[pl.Expr, pl.DataType], pl.Expr]:
+    # One function object per dtype: identical subtrees then compare equal, so Polars' common
+    # subexpression elimination computes e.g. upper(trim(description)) once per frame, not per column.
+    return lambda e, current: e.cast(dtype) if current == pl.Null else e
 
 
 def _cast(expr: pl.Expr, to: str) -> pl.Expr:

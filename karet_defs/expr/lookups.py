@@ -48,13 +48,21 @@ def lookup_expr(lookup: LookupMapping, input: pl.Expr) -> pl.Expr:
 
 def _scan(node: LookupMapping, value: pl.Expr, *, exact: bool) -> pl.Expr:
     # Children receive the unfolded input because each node folds case by its own flag.
-    folded = value.str.to_lowercase() if node.case_insensitive else value
     hits = [_scan(child, value, exact=exact) for child in node.children]
-    hits.append(_match_rows(node, folded, exact=exact))
+    hits.append(_match_rows(node, value, exact=exact))
     return hits[0] if len(hits) == 1 else pl.coalesce(hits)
 
 
+def _ascii_patterns(node: LookupMapping) -> bool:
+    return all(p.isascii() for row in node.rows for p in row.input_patterns)
+
+
 def _match_rows(node: LookupMapping, value: pl.Expr, *, exact: bool) -> pl.Expr:
+    # ASCII patterns are matched case-insensitively by the automaton itself, which spares lower-casing
+    # every input; only the few matched substrings are folded to find their rows.
+    ascii_fold = node.case_insensitive and not exact and _ascii_patterns(node)
+    if node.case_insensitive and not ascii_fold:
+        value = value.str.to_lowercase()
     # Rank 0 is the best row: highest priority first, then definition order.
     order = sorted(range(len(node.rows)), key=lambda i: (-node.rows[i].priority, i))
     outputs = [node.rows[i].output for i in order]
@@ -74,11 +82,10 @@ def _match_rows(node: LookupMapping, value: pl.Expr, *, exact: bool) -> pl.Expr:
     rank: pl.Expr | None = None
     if best_rank:
         patterns = list(best_rank)
+        matched = pl.element().str.to_lowercase() if ascii_fold else pl.element()
         rank = (
-            value.str.extract_many(patterns, overlapping=True)
-            .list.eval(
-                pl.element().replace_strict(patterns, list(best_rank.values()), return_dtype=pl.UInt32)
-            )
+            value.str.extract_many(patterns, overlapping=True, ascii_case_insensitive=ascii_fold)
+            .list.eval(matched.replace_strict(patterns, list(best_rank.values()), return_dtype=pl.UInt32))
             .list.min()
         )
     if empty_rank is not None:
