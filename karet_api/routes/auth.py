@@ -1,5 +1,114 @@
-"""Routes of `/api` for auth."""
+"""Routes of `/api/auth`: one-shot setup, login and logout, the session check and the password change."""
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends, Request, Response
+
+from karet_api.deps import SettingsDep, StoreDep, require_user
+from karet_api.schemas.auth import PasswordBody, PasswordChange, SessionStatus, SetupStatus
+from karet_api.schemas.common import Ok, error_responses
+from karet_api.services import auth
 
 router = APIRouter(prefix="/api", tags=["auth"])
+
+_MISCONFIGURED = (500, "server_misconfigured: KARET_SESSION_SECRET is not set (S3 store)")
+_THROTTLED = (
+    429,
+    "rate_limited (Retry-After: seconds until the next attempt) or server_busy (Retry-After: 2)",
+)
+
+
+@router.get("/auth/setup", response_model=SetupStatus)
+def setup_status(stores: StoreDep) -> SetupStatus:
+    """Whether the admin password still has to be set."""
+    return SetupStatus(needs_setup=auth.needs_setup(stores.pipelines))
+
+
+@router.post(
+    "/auth/setup",
+    response_model=Ok,
+    responses=error_responses(
+        (409, "already_initialized: the admin exists"),
+        (422, "invalid_password: shorter than 8 characters"),
+        _MISCONFIGURED,
+    ),
+)
+def setup(
+    request: Request,
+    response: Response,
+    settings: SettingsDep,
+    stores: StoreDep,
+    body: PasswordBody | None = None,
+) -> Ok:
+    """Set the admin password once, and log in (sets the session cookie)."""
+    password = body.password if body and body.password else ""
+    auth.create_admin(request, settings, stores.pipelines, password)
+    auth.issue_session(request, settings, response)
+    return Ok()
+
+
+@router.post(
+    "/auth/login",
+    response_model=Ok,
+    responses=error_responses(
+        (401, "invalid_credentials: missing or wrong password"),
+        (422, "invalid_request: the body is not `{password: string}`"),
+        _THROTTLED,
+        _MISCONFIGURED,
+    ),
+)
+def login(
+    request: Request,
+    response: Response,
+    settings: SettingsDep,
+    stores: StoreDep,
+    body: PasswordBody | None = None,
+) -> Ok:
+    """Log in with the admin password; sets the 7-day `karet_session` cookie."""
+    auth.login(request, settings, stores.pipelines, body.password if body else None)
+    auth.issue_session(request, settings, response)
+    return Ok()
+
+
+@router.post("/auth/logout", response_model=Ok)
+def logout(request: Request, response: Response) -> Ok:
+    """Drop the session cookie."""
+    auth.clear_session(request, response)
+    return Ok()
+
+
+@router.get(
+    "/auth/me",
+    response_model=SessionStatus,
+    responses={
+        401: {"model": SessionStatus, "description": 'not logged in: `{"authenticated": false}`'},
+        **error_responses(_MISCONFIGURED),
+    },
+)
+def me(request: Request, response: Response, settings: SettingsDep) -> SessionStatus:
+    """Whether the request carries a valid session (or the API key)."""
+    authenticated = auth.is_authenticated(request, settings)
+    if not authenticated:
+        response.status_code = 401
+    return SessionStatus(authenticated=authenticated)
+
+
+@router.patch(
+    "/auth/me",
+    response_model=Ok,
+    dependencies=[Depends(require_user)],
+    responses=error_responses(
+        (400, "missing_current_password or missing_new_password"),
+        (401, "unauthorized (no valid session) or wrong_password"),
+        (404, "no_admin: setup has not been done"),
+        (412, "etag_mismatch: the password was changed concurrently"),
+        (422, "invalid_password: the new password is shorter than 8 characters"),
+        _THROTTLED,
+        _MISCONFIGURED,
+    ),
+)
+def change_password(
+    body: PasswordChange, request: Request, response: Response, settings: SettingsDep, stores: StoreDep
+) -> Ok:
+    """Change the admin password; re-issues the session cookie."""
+    auth.change_password(request, stores.pipelines, body.current_password, body.new_password)
+    auth.issue_session(request, settings, response)
+    return Ok()

@@ -1,5 +1,96 @@
-"""Routes of `/api` for config."""
+"""A pipeline's stored config: read with its ETag, write with If-Match (a real compare-and-swap), validate."""
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from karet_api.deps import ReloaderDep, StoreDep
+from karet_api.schemas.common import Ok, error_responses
+from karet_api.schemas.config import ConfigSaved
+from karet_api.services import pipelines, validation
+from karet_defs.config.structure import Structure, structure_of_document
+from karet_defs.errors import ObjectNotFound
+from karet_defs.slugs import sanitise_slug
+from karet_defs.store import keys
+from karet_defs.store.base import Stores
 
 router = APIRouter(prefix="/api", tags=["config"])
+
+_STORE_ERRORS = ((502, "bucket_not_found"), (503, "s3_error"))
+_JSON_BODY = {
+    "requestBody": {"content": {"application/json": {"schema": {"type": "object"}}}, "required": True}
+}
+
+
+@router.get(
+    "/p/{slug}/config",
+    response_class=Response,
+    responses={
+        200: {
+            "content": {"application/json": {"schema": {"type": "object"}}},
+            "description": "The stored pipeline.json, byte for byte; its ETag in the `ETag` header",
+        },
+        **error_responses(
+            (401, "not signed in"), (404, "pipeline_config_not_found"), (422, "invalid_slug"), *_STORE_ERRORS
+        ),
+    },
+)
+def read_config(slug: str, stores: StoreDep) -> Response:
+    """The stored config verbatim, with `ETag: "<etag>"` for a later `If-Match`."""
+    body, etag = pipelines.read_config(stores, sanitise_slug(slug))
+    return Response(body, media_type="application/json", headers={"ETag": f'"{etag}"'})
+
+
+@router.put(
+    "/p/{slug}/config",
+    response_model=ConfigSaved,
+    responses=error_responses(
+        (401, "not signed in"),
+        (412, "etag_mismatch: `If-Match` is not the stored config's ETag"),
+        (422, "invalid_json (the body is not JSON) or invalid_slug"),
+        *_STORE_ERRORS,
+    ),
+    openapi_extra=_JSON_BODY,
+)
+async def write_config(
+    slug: str,
+    request: Request,
+    response: Response,
+    stores: StoreDep,
+    reloader: ReloaderDep,
+    if_match: Annotated[str | None, Header(description="ETag read before, quotes optional")] = None,
+) -> ConfigSaved:
+    """Store the body verbatim (any JSON; validation is separate), only over `If-Match` when given."""
+    slug = sanitise_slug(slug)
+    body = await request.body()
+    before = await run_in_threadpool(_stored_structure, stores, slug)
+    etag = await run_in_threadpool(pipelines.write_config, stores, slug, body, if_match)
+    # Only a change of structure needs new definitions; an edit of expressions is read at run time.
+    if structure_of_document(body) != before:
+        reloader.request()
+    response.headers["ETag"] = f'"{etag}"'
+    return ConfigSaved(etag=etag)
+
+
+@router.post(
+    "/p/{slug}/validate",
+    response_model=Ok,
+    responses=error_responses(
+        (401, "not signed in"),
+        (422, "invalid config: `error` is the first error's kind, `details` all of them; or invalid_slug"),
+    ),
+    openapi_extra=_JSON_BODY,
+)
+async def validate_config(slug: str, request: Request) -> Ok:
+    """Validate a candidate pipeline.json as the worker's `/config/validate` does."""
+    sanitise_slug(slug)
+    validation.validate_config(await request.body())
+    return Ok()
+
+
+def _stored_structure(stores: Stores, slug: str) -> Structure:
+    try:
+        return structure_of_document(stores.pipelines.get(keys.config_key(slug)))
+    except ObjectNotFound:
+        return structure_of_document(None)

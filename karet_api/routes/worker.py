@@ -6,10 +6,9 @@ from fastapi.responses import PlainTextResponse
 from karet_api.deps import InstanceDep, StoreDep, require_worker_token
 from karet_api.schemas.common import ErrorBody, Ok
 from karet_api.schemas.worker import WorkerRunRequest, WorkerRunResult
+from karet_api.services import validation
 from karet_api.services.runs import run_pipeline_to_end
 from karet_defs.catalog import slug_from_pipeline_prefix
-from karet_defs.config.validate import load_pipeline
-from karet_defs.errors import KaretError
 
 router = APIRouter(tags=["worker"])
 _errors = {
@@ -37,12 +36,7 @@ def health() -> str:
 )
 async def validate_config(request: Request) -> Ok:
     """Validate a candidate pipeline.json: 200 `{"ok": true}` or 422 with every error in `details`."""
-    try:
-        load_pipeline(await request.body())
-    except KaretError as exc:
-        if exc.details is None:
-            exc.details = [{"kind": exc.code, "message": exc.message, "path": "/"}]
-        raise
+    validation.validate_config(await request.body())
     return Ok()
 
 

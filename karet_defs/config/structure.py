@@ -1,7 +1,9 @@
 """What of a config shapes the Dagster graph; only a change of it needs a code location reload."""
 
 from karet_defs.config.models import Pipeline
+from karet_defs.config.validate import load_pipeline
 from karet_defs.config.walk import lookup_ids
+from karet_defs.errors import KaretError
 
 Structure = tuple[object, ...]
 
@@ -19,3 +21,13 @@ def structure_of(pipeline: Pipeline | None) -> Structure:
         tuple(lookup.id for lookup in pipeline.lookup_mappings),
         tuple((m.source_container_id, m.analytic_table_id, tuple(lookup_ids(m))) for m in pipeline.mappings),
     )
+
+
+def structure_of_document(raw: bytes | None) -> Structure:
+    """The structure a stored ``pipeline.json`` gives the Dagster graph; a broken one is a structure too."""
+    if raw is None:
+        return ("absent",)
+    try:
+        return structure_of(load_pipeline(raw))
+    except KaretError as exc:
+        return ("broken", exc.code)

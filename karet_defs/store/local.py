@@ -26,6 +26,9 @@ from karet_defs.errors import ObjectNotFound, PreconditionFailed, StoreError
 from karet_defs.store.base import ObjectInfo, normalise_etag
 
 TMP_DIR_NAME = ".karet-tmp"
+# Top-level folders of the data directory that are the process's own (temp files, generated secrets),
+# never objects: not listed, not readable or writable as keys.
+RESERVED_NAMES = frozenset({TMP_DIR_NAME, ".karet-secrets"})
 _LOCK_STRIPES = 256
 _CHUNK = 1024 * 1024
 _ETAG_XATTR = "user.karet.md5"
@@ -182,7 +185,7 @@ class LocalStore:
         except OSError as exc:
             raise StoreError(f"Cannot list {folder}: {exc}") from exc
         for sort_name, name in sorted(entries):
-            if not _is_valid_segment(name) or (not key_base and name == TMP_DIR_NAME):
+            if not _is_valid_segment(name) or (not key_base and name in RESERVED_NAMES):
                 continue
             key = key_base + sort_name
             if sort_name.endswith("/"):
@@ -300,8 +303,8 @@ def _check_key(key: str, *, what: str = "key") -> None:
     segments = key.split("/")
     if not all(_is_valid_segment(s) for s in segments):
         raise StoreError(f"Invalid object {what} {key!r}: empty, '.' and '..' segments are not allowed.")
-    if segments[0] == TMP_DIR_NAME:
-        raise StoreError(f"Invalid object {what} {key!r}: {TMP_DIR_NAME!r} is reserved by the local store.")
+    if segments[0] in RESERVED_NAMES:
+        raise StoreError(f"Invalid object {what} {key!r}: {segments[0]!r} is reserved by the local store.")
 
 
 def _is_valid_segment(name: str) -> bool:

@@ -1,7 +1,14 @@
-"""Pipeline templates (SPEC §7): the files each one writes under ``pipelines/<slug>/``."""
+"""Pipeline templates (SPEC §7): the files each one writes under ``pipelines/<slug>/``.
+
+``install_template`` writes ``pipeline.json`` first and, with ``exclusive=True``, only if it does not exist
+yet (a conditional put): the store then decides which of several concurrent creates of one slug wins, and
+the losers get ``Conflict`` before they have written anything.
+"""
 
 from importlib import resources
 
+from karet_defs.errors import Conflict, PreconditionFailed
+from karet_defs.store import keys
 from karet_defs.store.base import ObjectStore, Stores
 
 TEMPLATE_IDS = ("blank", "spending")
@@ -44,11 +51,26 @@ def content_type_for(relative_path: str) -> str:
     }.get(suffix, "application/octet-stream")
 
 
-def install_template(stores: Stores, slug: str, template_id: str) -> list[str]:
-    """Write a template's files under ``pipelines/<slug>/``; return the keys written."""
-    written = []
-    for relative, content in template_files(template_id).items():
-        key = f"pipelines/{slug}/{relative}"
+def install_template(stores: Stores, slug: str, template_id: str, *, exclusive: bool = False) -> list[str]:
+    """Write a template's files under ``pipelines/<slug>/``, config first; return the keys written.
+
+    With ``exclusive`` an existing ``pipeline.json`` raises ``Conflict`` (``already_exists``) and nothing
+    is written.
+    """
+    files = template_files(template_id)
+    config_key = keys.config_key(slug)
+    try:
+        stores.pipelines.put(
+            config_key,
+            files.pop(keys.CONFIG_NAME),
+            content_type=content_type_for(keys.CONFIG_NAME),
+            if_none_match=exclusive,
+        )
+    except PreconditionFailed as exc:
+        raise Conflict(f"pipeline `{slug}` already exists", extra={"pipeline": slug}) from exc
+    written = [config_key]
+    for relative, content in files.items():
+        key = f"{keys.pipeline_prefix(slug)}{relative}"
         bucket_for(relative, stores).put(key, content, content_type=content_type_for(relative))
         written.append(key)
     return written

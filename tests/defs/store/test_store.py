@@ -245,7 +245,7 @@ def test_if_none_match_creates_only_an_absent_key(store: ObjectStore) -> None:
     with pytest.raises(PreconditionFailed) as info:
         store.put("pipelines/p/pipeline.json", b"{ }", if_none_match=True)
 
-    assert info.value.code == "precondition_failed"
+    assert info.value.code == "etag_mismatch"
     assert etag == md5(b"{}")
     assert store.get("pipelines/p/pipeline.json") == b"{}"
 

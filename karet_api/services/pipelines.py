@@ -1,0 +1,269 @@
+"""Services over one pipeline's objects: create, delete and rename it, its config, dashboards and preview.
+
+A pipeline is every object under ``pipelines/<slug>/`` in the three buckets (one store when they share a
+bucket); it exists for listings once ``pipeline.json`` does. So creating writes the config first, with a
+conditional put that lets the store pick one winner among concurrent creates, while renaming writes it last,
+once every other object has been copied, and deletes the old prefix only after that. The config API is a
+compare-and-swap on the store's own conditional put (REFERENCE §4.4, SPEC §6).
+"""
+
+import contextlib
+import hashlib
+import json
+import logging
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+import yaml
+
+from karet_defs.errors import (
+    Conflict,
+    DashboardNotFound,
+    KaretError,
+    NotFound,
+    ObjectNotFound,
+    PipelineConfigNotFound,
+    PreconditionFailed,
+    Unprocessable,
+)
+from karet_defs.slugs import relocate_path_prefixes, sanitise_slug
+from karet_defs.store import keys
+from karet_defs.store.base import ObjectInfo, ObjectStore, Stores, normalise_etag
+from karet_defs.templates import TEMPLATE_IDS, content_type_for, install_template
+
+_log = logging.getLogger("karet.api")
+
+JSON_TYPE = "application/json"
+YAML_TYPE = "application/yaml"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+DASHBOARDS_DIR = "dashboards/"
+_DASHBOARD_TYPES = {".json": JSON_TYPE, ".yaml": YAML_TYPE, ".yml": YAML_TYPE}
+_CONFIG_READ_ATTEMPTS = 3
+
+
+def distinct_stores(stores: Stores) -> list[ObjectStore]:
+    """The pipelines, lake and warehouse stores, each once even when buckets are shared."""
+    unique: dict[int, ObjectStore] = {}
+    for store in (stores.pipelines, stores.lake, stores.warehouse):
+        unique.setdefault(id(store), store)
+    return list(unique.values())
+
+
+def pipeline_objects(stores: Stores, slug: str) -> list[tuple[ObjectStore, ObjectInfo]]:
+    """Every object under ``pipelines/<slug>/`` with the store holding it, bucket by bucket."""
+    prefix = keys.pipeline_prefix(slug)
+    return [(store, info) for store in distinct_stores(stores) for info in store.list(prefix)]
+
+
+def already_exists(slug: str) -> Conflict:
+    return Conflict(f"pipeline `{slug}` already exists", extra={"pipeline": slug})
+
+
+def ensure_slug_free(stores: Stores, slug: str) -> None:
+    """``Conflict`` when ``pipelines/<slug>/pipeline.json`` exists."""
+    if stores.pipelines.head(keys.config_key(slug)) is not None:
+        raise already_exists(slug)
+
+
+def discard(written: Iterable[tuple[ObjectStore, str]]) -> None:
+    """Best-effort removal of the objects a failed multi-object write had already stored."""
+    for store, key in written:
+        # The store may be what failed; the caller re-raises the original error, which matters more.
+        with contextlib.suppress(KaretError):
+            store.delete(key)
+
+
+def create_pipeline(stores: Stores, slug: str, template: str) -> None:
+    """Install ``template`` under a new slug; ``Conflict`` if its config exists, even under a race."""
+    if template not in TEMPLATE_IDS:
+        raise Unprocessable(
+            f"unknown template {template!r}; known templates: {', '.join(TEMPLATE_IDS)}",
+            code="invalid_template",
+        )
+    install_template(stores, slug, template, exclusive=True)
+
+
+def delete_pipeline(stores: Stores, slug: str) -> int:
+    """Delete every object of the pipeline in every bucket; return how many."""
+    objects = pipeline_objects(stores, slug)
+    if not objects:
+        raise NotFound(f"pipeline `{slug}` does not exist", extra={"pipeline": slug})
+    return _delete_objects(stores, slug, objects)
+
+
+def _delete_objects(stores: Stores, slug: str, objects: list[tuple[ObjectStore, ObjectInfo]]) -> int:
+    config_key = keys.config_key(slug)
+    deleted = 0
+    # The config goes first: a delete that fails halfway leaves unlisted leftovers, which a retry removes,
+    # rather than a listed pipeline whose files are gone.
+    if any(store is stores.pipelines and info.key == config_key for store, info in objects):
+        stores.pipelines.delete(config_key)
+        deleted += 1
+    for store in distinct_stores(stores):
+        rest = [
+            i.key for s, i in objects if s is store and not (s is stores.pipelines and i.key == config_key)
+        ]
+        if rest:
+            deleted += store.delete_many(rest)
+    return deleted
+
+
+def rename_pipeline(stores: Stores, old: str, new: str) -> int:
+    """Copy every object from ``old``'s prefix to ``new``'s, then delete the old ones; return how many.
+
+    The config is written last and only if ``new`` has none, so until then ``new`` does not exist for
+    listings; any failure before that removes the copies and leaves ``old`` untouched.
+    """
+    if old == new:
+        raise Unprocessable("new slug equals old slug", code="unchanged")
+    everything = pipeline_objects(stores, old)
+    objects = [(s, i) for s, i in everything if not i.key.endswith("/")]  # folder markers are not copied
+    if not objects:
+        raise NotFound(f"pipeline `{old}` does not exist", extra={"pipeline": old})
+    ensure_slug_free(stores, new)
+    old_prefix, new_prefix = keys.pipeline_prefix(old), keys.pipeline_prefix(new)
+    old_config_key = keys.config_key(old)
+    config: bytes | None = None
+    written: list[tuple[ObjectStore, str]] = []
+    try:
+        with tempfile.TemporaryDirectory(prefix="karet-rename-") as tmp:
+            for store, info in objects:
+                if store is stores.pipelines and info.key == old_config_key:
+                    config = store.get(info.key)
+                    continue
+                target = new_prefix + info.key[len(old_prefix) :]
+                copy_object(store, info.key, target, Path(tmp) / "object")
+                written.append((store, target))
+        if config is not None:
+            new_config = relocate_path_prefixes(config, old, new)
+            try:
+                stores.pipelines.put(
+                    keys.config_key(new), new_config, content_type=JSON_TYPE, if_none_match=True
+                )
+            except PreconditionFailed as exc:
+                raise already_exists(new) from exc
+            written.append((stores.pipelines, keys.config_key(new)))
+    except BaseException:
+        discard(written)
+        raise
+    _delete_objects(stores, old, everything)
+    return len(written)
+
+
+def copy_object(store: ObjectStore, source: str, target: str, scratch: Path) -> None:
+    """Copy one object within a store, through a local file so large objects never sit in memory."""
+    path = store.local_path(source)
+    if path is None:
+        store.download(source, scratch)
+        path = scratch
+    store.put_file(target, path, content_type=content_type_for(target))
+
+
+def read_config(stores: Stores, slug: str) -> tuple[bytes, str]:
+    """The stored ``pipeline.json`` bytes and the ETag that belongs to exactly those bytes."""
+    key = keys.config_key(slug)
+    for _ in range(_CONFIG_READ_ATTEMPTS):
+        try:
+            body = stores.pipelines.get(key)
+        except ObjectNotFound as exc:
+            raise PipelineConfigNotFound(f"pipeline `{slug}` has no pipeline.json") from exc
+        info = stores.pipelines.head(key)
+        if info is None:
+            raise PipelineConfigNotFound(f"pipeline `{slug}` has no pipeline.json")
+        # A write between the GET and the HEAD would pair the old body with the new ETag, and the client's
+        # next If-Match would then overwrite a version it never saw. ETags that are not the body's MD5
+        # (multipart, SSE-KMS) cannot be checked this way and are taken as they are after the retries.
+        if info.etag == hashlib.md5(body, usedforsecurity=False).hexdigest():
+            return body, info.etag
+    return body, info.etag
+
+
+def write_config(stores: Stores, slug: str, body: bytes, if_match: str | None) -> str:
+    """Store ``body`` verbatim if it is JSON, only over ``if_match`` when given; return the new ETag."""
+    try:
+        json.loads(body)
+    except ValueError as exc:
+        raise Unprocessable(f"invalid_json: {exc}", code="invalid_json", extra={"ok": False}) from exc
+    key = keys.config_key(slug)
+    expected = normalise_etag(if_match) if if_match is not None else None
+    try:
+        if expected == "":
+            raise PreconditionFailed("an empty If-Match never matches")
+        return stores.pipelines.put(key, body, content_type=JSON_TYPE, if_match=expected)
+    except PreconditionFailed as exc:
+        # Read only to word the message; the decision was the store's conditional put.
+        current = stores.pipelines.head(key)
+        got = current.etag if current is not None else "<none>"
+        raise PreconditionFailed(
+            f"ETag mismatch: expected {expected}, got {got}", extra={"ok": False}
+        ) from exc
+
+
+def list_dashboards(stores: Stores, slug: str) -> tuple[list[str], list[tuple[str, str]]]:
+    """Dashboard ids in key order, and ``(id, name)`` pairs sorted by name."""
+    prefix = keys.pipeline_prefix(slug) + DASHBOARDS_DIR
+    found: dict[str, str] = {}
+    for info in stores.pipelines.list(prefix):
+        file_name = info.key[len(prefix) :]
+        stem, dot, suffix = file_name.rpartition(".")
+        if "/" in file_name or not stem or f"{dot}{suffix}" not in _DASHBOARD_TYPES:
+            continue
+        found.setdefault(stem, info.key)  # `x.json` sorts before `x.yaml`, as GET tries them
+    listings = [
+        (dashboard_id, _dashboard_name(stores, key) or dashboard_id) for dashboard_id, key in found.items()
+    ]
+    listings.sort(key=lambda pair: (pair[1].casefold(), pair[1], pair[0]))
+    return list(found), listings
+
+
+def _dashboard_name(stores: Stores, key: str) -> str | None:
+    try:
+        body = stores.pipelines.get(key)
+    except ObjectNotFound:
+        return None  # deleted since the listing
+    try:
+        document = json.loads(body) if key.endswith(".json") else yaml.safe_load(body)
+    except (ValueError, yaml.YAMLError):
+        return None
+    name = document.get("name") if isinstance(document, dict) else None
+    return name.strip() or None if isinstance(name, str) else None
+
+
+def read_dashboard(stores: Stores, slug: str, name: str) -> tuple[bytes, str]:
+    """A dashboard's stored bytes and media type: ``<name>.json``, else ``.yaml``, else ``.yml``."""
+    if not name or "/" in name or "\\" in name or ".." in name or name.startswith("."):
+        raise DashboardNotFound(f"no dashboard named {name!r}", extra={"name": name})
+    prefix = keys.pipeline_prefix(slug) + DASHBOARDS_DIR
+    for suffix, media_type in _DASHBOARD_TYPES.items():
+        try:
+            return stores.pipelines.get(f"{prefix}{name}{suffix}"), media_type
+        except ObjectNotFound:
+            continue
+    raise DashboardNotFound(f"no dashboard named {name!r}", extra={"name": name})
+
+
+def preview_key(slug: str) -> str:
+    return keys.pipeline_prefix(slug) + "preview.png"
+
+
+def read_preview(stores: Stores, raw_slug: str) -> bytes | None:
+    """The stored preview, or None when it is missing or cannot be read (the page shows a placeholder)."""
+    try:
+        return stores.pipelines.get(preview_key(sanitise_slug(raw_slug)))
+    except ObjectNotFound:
+        return None
+    except KaretError as exc:
+        _log.warning("preview of %r unreadable: %s", raw_slug, exc.message)
+        return None
+
+
+def has_preview(stores: Stores, slug: str) -> bool:
+    return stores.pipelines.head(preview_key(slug)) is not None
+
+
+def save_preview(stores: Stores, slug: str, body: bytes) -> None:
+    """Store a PNG as the pipeline's preview; anything else is refused."""
+    if not body.startswith(PNG_MAGIC):
+        raise Unprocessable("the preview must be a PNG image", code="invalid_png")
+    stores.pipelines.put(preview_key(slug), body, content_type="image/png")

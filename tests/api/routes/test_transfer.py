@@ -1,0 +1,250 @@
+"""Export and import through HTTP: a byte-for-byte round trip, and every refusal storing nothing."""
+
+import io
+import json
+import os
+import re
+import zipfile
+
+import dagster as dg
+import pytest
+
+from karet_api.services import transfer
+from karet_defs.errors import StoreError
+from karet_defs.store.base import Stores
+from karet_defs.store.s3 import make_s3_client
+from karet_defs.templates import template_files
+
+
+@pytest.fixture(scope="module")
+def dagster_instance():
+    """One instance for the module (0.5 s each): these routes never touch Dagster."""
+    with dg.instance_for_test() as instance:
+        yield instance
+
+
+def _stores(client) -> Stores:
+    return client.app.state.stores
+
+
+def _objects(client) -> dict[str, bytes]:
+    """Every stored object of every distinct bucket, as ``<store>:<key>`` → body."""
+    stores = _stores(client)
+    unique = {id(s): s for s in (stores.pipelines, stores.lake, stores.warehouse)}.values()
+    return {f"{s!r}:{i.key}": s.get(i.key) for s in unique for i in s.list("pipelines/")}
+
+
+def _zip(entries: dict[str, bytes], compression: int = zipfile.ZIP_DEFLATED) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=compression) as archive:
+        for name, data in entries.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+CONFIG = template_files("blank")["pipeline.json"]
+
+
+def _seed_source(client, slug: str) -> None:
+    """A spending pipeline reading its own folder by absolute prefix, with output, preview, a job record."""
+    assert client.post("/api/pipelines", json={"slug": slug, "template": "spending"}).status_code == 200
+    stores = _stores(client)
+    config = json.loads(template_files("spending")["pipeline.json"])
+    config["source_containers"][0]["path_prefix"] = f"pipelines/{slug}/transactions/"
+    config["source_containers"].append(
+        {**config["source_containers"][0], "id": "shared", "path_prefix": "pipelines/bank/feed/"}
+    )
+    stores.pipelines.put(f"pipelines/{slug}/pipeline.json", json.dumps(config, indent=2).encode())
+    stores.warehouse.put(f"pipelines/{slug}/clean/transactions/year=2026/month=4/m.parquet", os.urandom(3000))
+    stores.pipelines.put(f"pipelines/{slug}/preview.png", b"\x89PNG\r\n\x1a\n" + os.urandom(100))
+    stores.pipelines.put(f"pipelines/{slug}/jobs/job-1.json", b'{"id": "job-1"}')
+
+
+def _relative(objects: dict[str, bytes], slug: str) -> dict[str, bytes]:
+    """``<store>:<relative path>`` → body for the objects of one pipeline."""
+    marker = f":pipelines/{slug}/"
+    return {k.replace(marker, ":"): v for k, v in objects.items() if marker in k}
+
+
+def test_export_then_import_round_trips_byte_for_byte(any_api_client):
+    _seed_source(any_api_client, "source")
+    source = _relative(_objects(any_api_client), "source")
+
+    exported = any_api_client.get("/api/p/source/export")
+
+    assert exported.status_code == 200
+    assert exported.headers["content-type"] == "application/zip"
+    assert exported.headers["content-disposition"] == 'attachment; filename="source.zip"'
+    with zipfile.ZipFile(io.BytesIO(exported.content)) as archive:
+        assert {i.compress_type for i in archive.infolist()} == {zipfile.ZIP_DEFLATED}
+        entries = {name: archive.read(name) for name in archive.namelist()}
+    assert {f":{name}": body for name, body in entries.items()} == {
+        ":" + k.partition(":")[2]: v for k, v in source.items()
+    }
+
+    imported = any_api_client.post("/api/pipelines/import?name=The Copy", content=exported.content)
+
+    assert (imported.status_code, imported.json()) == (200, {"ok": True, "pipeline": "the-copy"})
+    copy = _relative(_objects(any_api_client), "the-copy")
+    expected = {k: v for k, v in source.items() if not k.endswith(":jobs/job-1.json")}
+    assert set(copy) == set(expected)
+    config_key = next(k for k in copy if k.endswith(":pipeline.json"))
+    assert {k: v for k, v in copy.items() if k != config_key} == {
+        k: v for k, v in expected.items() if k != config_key
+    }
+    prefixes = [s["path_prefix"] for s in json.loads(copy[config_key])["source_containers"]]
+    assert prefixes == ["pipelines/the-copy/transactions/", "pipelines/bank/feed/"]
+    assert json.loads(copy[config_key])["mappings"] == json.loads(expected[config_key])["mappings"]
+
+
+def test_three_buckets_export_import_and_delete(make_client, make_s3_settings):
+    settings = make_s3_settings()
+    extra = {
+        "s3_bucket_lake": settings.s3_bucket + "-lake",
+        "s3_bucket_warehouse": settings.s3_bucket + "-wh",
+    }
+    s3 = make_s3_client(settings)
+    try:
+        for bucket in extra.values():
+            s3.create_bucket(Bucket=bucket)
+    finally:
+        s3.close()
+    client = make_client(settings.model_copy(update=extra))
+    _seed_source(client, "tri")
+    stores = _stores(client)
+    assert len({id(stores.pipelines), id(stores.lake), id(stores.warehouse)}) == 3
+    # The same relative path in a second bucket: the ZIP keeps the one an import would write back.
+    stores.lake.put("pipelines/tri/preview.png", b"not the preview")
+
+    exported = client.get("/api/p/tri/export").content
+    client.delete("/api/pipelines/tri")
+    assert _objects(client) == {}
+    assert client.post("/api/pipelines/import?name=tri", content=exported).status_code == 200
+
+    assert stores.lake.head("pipelines/tri/transactions/seed.csv") is not None
+    assert stores.warehouse.head("pipelines/tri/clean/transactions/year=2026/month=4/m.parquet") is not None
+    assert stores.pipelines.get("pipelines/tri/preview.png").startswith(b"\x89PNG")
+    assert stores.lake.head("pipelines/tri/preview.png") is None
+
+
+def test_export_of_nothing_is_not_found(any_api_client):
+    response = any_api_client.get("/api/p/ghost/export")
+    assert (response.status_code, response.json()["error"]) == (404, "pipeline_not_found")
+
+
+def test_import_without_a_name_picks_one(api_client):
+    response = api_client.post("/api/pipelines/import", content=_zip({"pipeline.json": CONFIG}))
+
+    assert response.status_code == 200
+    slug = response.json()["pipeline"]
+    assert re.fullmatch(r"imported-\d{13}", slug)
+    assert api_client.get(f"/api/p/{slug}/config").content == CONFIG
+
+
+def test_import_refuses_an_existing_slug(any_api_client):
+    assert (
+        any_api_client.post("/api/pipelines", json={"slug": "here", "template": "blank"}).status_code == 200
+    )
+    before = _objects(any_api_client)
+
+    response = any_api_client.post("/api/pipelines/import?name=here", content=_zip({"pipeline.json": b"{}"}))
+
+    assert response.status_code == 409
+    assert (response.json()["error"], response.json()["pipeline"]) == ("already_exists", "here")
+    assert _objects(any_api_client) == before
+
+
+def test_import_refuses_an_invalid_name(api_client):
+    response = api_client.post(
+        f"/api/pipelines/import?name={'x' * 64}", content=_zip({"pipeline.json": CONFIG})
+    )
+    assert (response.status_code, response.json()["error"]) == (422, "invalid_slug")
+
+
+def _lying_zip() -> bytes:
+    # The central directory claims 100 bytes for an entry that inflates to 5000.
+    data = bytearray(_zip({"pipeline.json": CONFIG, "raw/a.csv": os.urandom(5000)}))
+    central = data.rindex(b"PK\x01\x02")
+    data[central + 24 : central + 28] = (100).to_bytes(4, "little")
+    return bytes(data)
+
+
+# Bodies are built when a case runs: the bomb alone is 50 MB of zeros to compress.
+REFUSALS = {
+    "not-a-zip": (lambda: b"PK\x03\x04 definitely not a zip", 422, "invalid_zip"),
+    "empty-body": (lambda: b"", 422, "invalid_zip"),
+    "lying-sizes": (_lying_zip, 422, "invalid_zip"),
+    "no-config": (lambda: _zip({"dashboards/a.json": b"{}"}), 422, "missing_pipeline_json"),
+    "nested-config": (lambda: _zip({"sub/pipeline.json": CONFIG}), 422, "missing_pipeline_json"),
+    "too-many": (
+        lambda: _zip({"pipeline.json": CONFIG, **{f"raw/{i}.csv": b"a" for i in range(2000)}}),
+        422,
+        "too_many_entries",
+    ),
+    "bomb": (
+        lambda: _zip({"pipeline.json": CONFIG, "raw/zeros.csv": bytes(50 * 1024 * 1024)}),
+        413,
+        "zip_expands_too_large",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(REFUSALS))
+def test_import_refusals_store_nothing(any_api_client, case):
+    make_body, status, error = REFUSALS[case]
+    body = make_body()
+    before = _objects(any_api_client)
+
+    response = any_api_client.post("/api/pipelines/import?name=refused", content=body)
+
+    assert (response.status_code, response.json()["error"]) == (status, error)
+    assert _objects(any_api_client) == before
+
+
+@pytest.mark.parametrize(
+    "path", ["../x.csv", "/abs.csv", "a\\b.csv", ".hidden", "raw/.env", "raw//a.csv", "raw/./a", "x" * 513]
+)
+def test_import_refuses_unsafe_entry_paths(api_client, path):
+    body = _zip({"pipeline.json": CONFIG, "raw/ok.csv": b"a\n1\n", path: b"evil"})
+
+    response = api_client.post("/api/pipelines/import?name=slip", content=body)
+
+    assert response.status_code == 422
+    assert response.json()["error"] == "invalid_entry_path"
+    assert response.json()["message"] == f"Unsafe zip entry: {path}"
+    assert _objects(api_client) == {}
+
+
+def test_import_refuses_an_archive_expanding_past_the_total_limit(api_client, monkeypatch):
+    monkeypatch.setattr(transfer, "MAX_EXPANDED_BYTES", 10_000)
+    body = _zip({"pipeline.json": CONFIG, "raw/a.csv": os.urandom(6000), "raw/b.csv": os.urandom(6000)})
+
+    response = api_client.post("/api/pipelines/import?name=big", content=body)
+
+    assert (response.status_code, response.json()["error"]) == (413, "zip_expands_too_large")
+    assert _objects(api_client) == {}
+
+
+def test_import_refuses_a_body_over_the_size_limit(api_client, monkeypatch):
+    monkeypatch.setattr(transfer, "MAX_ZIP_BYTES", 1000)
+    body = _zip({"pipeline.json": CONFIG, "raw/a.csv": os.urandom(2000)})
+
+    declared = api_client.post("/api/pipelines/import?name=big", content=body)
+    streamed = api_client.post("/api/pipelines/import?name=big", content=iter([body[:500], body[500:]]))
+
+    assert (declared.status_code, declared.json()["error"]) == (413, "zip_too_large")
+    assert (streamed.status_code, streamed.json()["error"]) == (413, "zip_too_large")
+    assert _objects(api_client) == {}
+
+
+def test_a_failed_import_write_removes_what_it_stored(api_client, monkeypatch):
+    def broken(*args, **kwargs):
+        raise StoreError("injected failure")
+
+    monkeypatch.setattr(api_client.app.state.stores.pipelines, "put", broken)
+    body = _zip({"pipeline.json": CONFIG, "raw/a.csv": b"a\n1\n", "dashboards/d.json": b"{}"})
+
+    response = api_client.post("/api/pipelines/import?name=half", content=body)
+
+    assert (response.status_code, response.json()["error"]) == (503, "s3_error")
+    assert _objects(api_client) == {}
