@@ -16,7 +16,11 @@ _THROTTLED = (
 )
 
 
-@router.get("/auth/setup", response_model=SetupStatus)
+@router.get(
+    "/auth/setup",
+    response_model=SetupStatus,
+    responses=error_responses((502, "bucket_not_found"), (503, "s3_error")),
+)
 def setup_status(stores: StoreDep) -> SetupStatus:
     """Whether the admin password still has to be set."""
     return SetupStatus(needs_setup=auth.needs_setup(stores.pipelines))
