@@ -4,6 +4,7 @@ An empty ``S3_BUCKET`` selects the embedded default, a local directory (``KARET_
 layout as the bucket. Nothing here is read at import time: call ``Settings()`` (or ``get_settings()``).
 """
 
+import tempfile
 from functools import lru_cache
 from pathlib import Path
 
@@ -58,9 +59,24 @@ class Settings(BaseSettings):
         description="A run still running this long after its last event is shown failed (Karet's 10 min).",
     )
 
+    cache_dir: Path | None = Field(
+        default=None,
+        validation_alias=AliasChoices("KARET_CACHE_DIR", "cache_dir"),
+        description="Engine cache of per-file fragments; default inside the data dir or the temp dir.",
+    )
+
     @property
     def uses_s3(self) -> bool:
         return bool(self.s3_bucket)
+
+    @property
+    def engine_cache_dir(self) -> Path:
+        """Where the engine keeps evaluated fragments between runs (never inside the bucket)."""
+        if self.cache_dir is not None:
+            return self.cache_dir
+        if self.uses_s3:
+            return Path(tempfile.gettempdir()) / "karet-cache" / self.s3_bucket
+        return self.data_dir / ".karet-cache"
 
 
 @lru_cache

@@ -6,10 +6,11 @@ output is checked (assertions), de-duplicated, split into Hive partitions and pu
 its stale files are reaped only after all of its new files are in place.
 """
 
+import hashlib
+import json
 import logging
 import tempfile
-from collections.abc import Collection, Iterator
-from contextlib import contextmanager
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,9 +39,11 @@ from karet_defs.errors import KaretError
 from karet_defs.expr.compile import compile_expr
 from karet_defs.expr.lookups import build_lookup_registry
 from karet_defs.store import keys
-from karet_defs.store.base import ObjectStore, Stores
+from karet_defs.store.base import ObjectInfo, ObjectStore, Stores
 
 _log = logging.getLogger("karet.engine")
+# Bumped whenever the engine would evaluate the same file differently, so cached fragments are not reused.
+FRAGMENT_FORMAT = 1
 
 
 @dataclass
@@ -63,6 +66,7 @@ class RunReport:
 
     partitions_written: int = 0
     files_processed: int = 0
+    files_parsed: int = 0
     errors: list[str] = field(default_factory=list)
     tables: dict[str, TableReport] = field(default_factory=dict)
 
@@ -85,8 +89,13 @@ def run_pipeline(
     clean_run: bool = False,
     table_ids: Collection[str] | None = None,
     log: logging.Logger | None = None,
+    cache_dir: Path | None = None,
 ) -> RunReport:
-    """Run every mapping of a pipeline (or only those feeding ``table_ids``) and publish its tables."""
+    """Run every mapping of a pipeline (or only those feeding ``table_ids``) and publish its tables.
+
+    With ``cache_dir``, each raw file's evaluated fragment is kept per mapping, keyed by the file's ETag and
+    the mapping's definition, so a later run parses only new or changed files.
+    """
     log = log or _log
     pipeline = read_pipeline(stores, slug)
     tables = [t for t in pipeline.analytic_tables if table_ids is None or t.id in table_ids]
@@ -97,8 +106,11 @@ def run_pipeline(
             deleted = stores.warehouse.delete_many([i.key for i in stores.warehouse.list(prefix)])
             log.info("clean_run: deleted %d object(s) under %s", deleted, prefix)
     mappings = [m for m in pipeline.mappings if m.analytic_table_id in report.tables]
-    with _fetched_inputs(stores.lake, pipeline, slug, mappings, report, log) as inputs:
-        if not inputs:
+    with tempfile.TemporaryDirectory(prefix="karet-run-") as tmp:
+        inputs = RawInputs(
+            stores.lake, Path(tmp) / "inputs", _list_inputs(stores.lake, pipeline, slug, mappings)
+        )
+        if not inputs.infos:
             log.info("no input files found for pipeline %s", slug)
             return report
         lookups = build_lookup_registry(pipeline.lookup_mappings)
@@ -108,45 +120,106 @@ def run_pipeline(
             if source is None or table is None:
                 continue
             prefix = source.resolved_prefix(slug)
-            files = [(key, path) for key, path in inputs.items() if key.startswith(prefix)]
+            files = [info for key, info in inputs.infos.items() if key.startswith(prefix)]
             if not files:
                 continue
-            _run_mapping(stores.warehouse, slug, mapping, source, table, files, lookups, report, log)
+            staging = FragmentCache.for_mapping(cache_dir, slug, pipeline, mapping, Path(tmp))
+            _run_mapping(
+                stores.warehouse, slug, mapping, source, table, files, inputs, staging, lookups, report, log
+            )
+        report.files_processed = len(inputs.infos) - len(inputs.failed)
+        report.files_parsed = inputs.parsed
+        for key, reason in inputs.failed.items():
+            report.add_error(f"file {key}: download failed: {reason}")
+    log.info("%d input file(s), %d parsed in this run", report.files_processed, inputs.parsed)
     return report
 
 
-@contextmanager
-def _fetched_inputs(
-    lake: ObjectStore,
-    pipeline: Pipeline,
-    slug: str,
-    mappings: list[Mapping],
-    report: RunReport,
-    log: logging.Logger,
-) -> Iterator[dict[str, Path]]:
-    """Every raw file of the sources the mappings read, each fetched once, as key → local path."""
+def _list_inputs(
+    lake: ObjectStore, pipeline: Pipeline, slug: str, mappings: list[Mapping]
+) -> list[ObjectInfo]:
+    """Every raw file of the sources the mappings read, de-duplicated across sources, in listing order."""
     wanted = {m.source_container_id for m in mappings}
-    with tempfile.TemporaryDirectory(prefix="karet-inputs-") as tmp:
-        inputs: dict[str, Path] = {}
-        for source in pipeline.source_containers:
-            if source.id not in wanted:
-                continue
-            extensions = SOURCE_EXTENSIONS[source.format]
-            for info in lake.list(source.resolved_prefix(slug)):
-                if info.key in inputs or not info.key.lower().endswith(extensions):
-                    continue
-                path = lake.local_path(info.key)
-                if path is None:
-                    path = Path(tmp) / f"{len(inputs)}{Path(info.key).suffix}"
-                    try:
-                        lake.download(info.key, path)
-                    except KaretError as exc:
-                        report.add_error(f"file {info.key}: download failed: {exc.message}")
-                        continue
-                inputs[info.key] = path
-        report.files_processed = len(inputs)
-        log.info("fetched %d input file(s)", len(inputs))
-        yield inputs
+    seen: dict[str, ObjectInfo] = {}
+    for source in pipeline.source_containers:
+        if source.id not in wanted:
+            continue
+        extensions = SOURCE_EXTENSIONS[source.format]
+        for info in lake.list(source.resolved_prefix(slug)):
+            if info.key not in seen and info.key.lower().endswith(extensions):
+                seen[info.key] = info
+    return list(seen.values())
+
+
+class RawInputs:
+    """Raw files fetched on first need and at most once per run (local files are read in place)."""
+
+    def __init__(self, lake: ObjectStore, folder: Path, infos: list[ObjectInfo]) -> None:
+        self.lake = lake
+        self.folder = folder
+        self.infos = {info.key: info for info in infos}
+        self.failed: dict[str, str] = {}
+        self.parsed = 0
+        self._paths: dict[str, Path] = {}
+
+    def path(self, key: str) -> Path | None:
+        """A local path of the file, or None when it cannot be fetched (recorded in ``failed``)."""
+        if key in self._paths:
+            return self._paths[key]
+        if key in self.failed:
+            return None
+        path = self.lake.local_path(key)
+        if path is None:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            path = self.folder / f"{len(self._paths)}{Path(key).suffix}"
+            try:
+                self.lake.download(key, path)
+            except KaretError as exc:
+                self.failed[key] = exc.message
+                return None
+        self._paths[key] = path
+        return path
+
+
+class FragmentCache:
+    """Where a mapping's per-file fragments live: a persistent cache keyed by ETag, or a scratch folder."""
+
+    def __init__(self, folder: Path, signature: str, persistent: bool) -> None:
+        self.folder = folder
+        self.signature = signature
+        self.persistent = persistent
+        self.used: set[Path] = set()
+
+    @classmethod
+    def for_mapping(
+        cls, cache_dir: Path | None, slug: str, pipeline: Pipeline, mapping: Mapping, scratch: Path
+    ) -> "FragmentCache":
+        if cache_dir is None:
+            return cls(scratch / "staged" / mapping.id, "", persistent=False)
+        source = pipeline.source(mapping.source_container_id)
+        definition = json.dumps(
+            [
+                FRAGMENT_FORMAT,
+                mapping.model_dump(mode="json", by_alias=True),
+                source.model_dump(mode="json", by_alias=True) if source else None,
+                [lookup.model_dump(mode="json") for lookup in pipeline.lookup_mappings],
+            ],
+            sort_keys=True,
+        )
+        return cls(cache_dir / slug / mapping.id, definition, persistent=True)
+
+    def fragment(self, info: ObjectInfo) -> Path:
+        name = hashlib.sha256(f"{self.signature}\0{info.key}\0{info.etag}".encode()).hexdigest()
+        path = self.folder / f"{name}.parquet"
+        self.used.add(path)
+        return path
+
+    def evict_unused(self) -> None:
+        """Drop fragments of files that are gone or changed, so the cache mirrors the current inputs."""
+        if self.persistent and self.folder.exists():
+            for path in self.folder.glob("*.parquet"):
+                if path not in self.used:
+                    path.unlink(missing_ok=True)
 
 
 def _run_mapping(
@@ -155,7 +228,9 @@ def _run_mapping(
     mapping: Mapping,
     source: SourceContainer,
     table: AnalyticTable,
-    files: list[tuple[str, Path]],
+    files: list[ObjectInfo],
+    inputs: RawInputs,
+    staging: FragmentCache,
     lookups: dict,
     report: RunReport,
     log: logging.Logger,
@@ -177,7 +252,8 @@ def _run_mapping(
         return
 
     with tempfile.TemporaryDirectory(prefix=f"karet-{mapping.id}-") as tmp:
-        staged = _stage_files(Path(tmp) / "staged", files, source, exprs, where, record_filter, report)
+        staged = _stage_files(staging, files, inputs, source, exprs, where, record_filter, report)
+        staging.evict_unused()
         if not staged:
             fail(f"ingest {mapping.id}: no files succeeded during ingestion")
             return
@@ -228,8 +304,9 @@ def _run_mapping(
 
 
 def _stage_files(
-    staging: Path,
-    files: list[tuple[str, Path]],
+    staging: FragmentCache,
+    files: list[ObjectInfo],
+    inputs: RawInputs,
     source: SourceContainer,
     exprs: list[pl.Expr],
     where: pl.Expr | None,
@@ -237,10 +314,17 @@ def _stage_files(
     report: RunReport,
 ) -> list[Path]:
     """Evaluate the mapping over each raw file into a Parquet fragment (streaming); report failing files."""
-    staging.mkdir(parents=True)
+    staging.folder.mkdir(parents=True, exist_ok=True)
     staged: list[Path] = []
-    for index, (key, path) in enumerate(files):
-        fragment = staging / f"{index:06d}.parquet"
+    for info in files:
+        fragment = staging.fragment(info)
+        if fragment.exists():
+            staged.append(fragment)
+            continue
+        path = inputs.path(info.key)
+        if path is None:
+            continue
+        partial = fragment.with_suffix(".partial")
         try:
             frame = read_source_file(path, source)
             if record_filter is not None:
@@ -248,12 +332,15 @@ def _stage_files(
             frame = frame.select(exprs)
             if where is not None:
                 frame = frame.filter(where)
-            frame.sink_parquet(fragment, compression="lz4", statistics=False, engine="streaming")
+            frame.sink_parquet(partial, compression="lz4", statistics=False, engine="streaming")
         except FileReadError as exc:
-            report.add_error(f"file {key}: {exc}")
+            report.add_error(f"file {info.key}: {exc}")
         except pl.exceptions.PolarsError as exc:
-            fragment.unlink(missing_ok=True)
-            report.add_error(f"file {key}: {describe_read_error(exc, path, source)}")
+            partial.unlink(missing_ok=True)
+            report.add_error(f"file {info.key}: {describe_read_error(exc, path, source)}")
         else:
+            # Renamed into place only once complete, so a crash never leaves a cached half fragment.
+            partial.replace(fragment)
             staged.append(fragment)
+        inputs.parsed += 1
     return staged

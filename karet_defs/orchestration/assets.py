@@ -25,6 +25,7 @@ from karet_defs.orchestration.jobs import (
 )
 from karet_defs.orchestration.resources import StoreResource
 from karet_defs.store import keys
+from karet_defs.store.factory import build_stores
 
 SCHEMA_CHECK = "schema_matches"
 _POLARS_TYPES = {
@@ -151,9 +152,17 @@ def build_pipeline_assets(pipeline: Pipeline, slug: str) -> dg.AssetsDefinition:
             # Runs launched from an asset page run as __ASSET_JOB without the job's tags; tag them so the
             # pipeline's job history finds them too.
             context.instance.add_run_tags(context.run_id, run_tags(slug, clean_run=clean_run))
-        stores = store.stores()
+        settings = store.settings()
+        stores = build_stores(settings)
         try:
-            report = run_pipeline(stores, slug, clean_run=clean_run, table_ids=selected, log=context.log)
+            report = run_pipeline(
+                stores,
+                slug,
+                clean_run=clean_run,
+                table_ids=selected,
+                log=context.log,
+                cache_dir=settings.engine_cache_dir,
+            )
         except KaretError as exc:
             raise dg.Failure(
                 description=f"{exc.code}: {exc.message}",
@@ -193,6 +202,7 @@ def _table_metadata(slug, table, table_report: TableReport, report: RunReport, s
         "partitions_written": dg.MetadataValue.int(len(table_report.partitions)),
         "partitions": dg.MetadataValue.json(table_report.partitions),
         "files_processed": dg.MetadataValue.int(report.files_processed),
+        "files_parsed": dg.MetadataValue.int(report.files_parsed),
         "rows_written": dg.MetadataValue.int(table_report.rows_written),
         "rows_deduped": dg.MetadataValue.int(table_report.rows_deduped),
         "file_count": dg.MetadataValue.int(stats.file_count),

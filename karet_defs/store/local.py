@@ -28,7 +28,7 @@ from karet_defs.store.base import ObjectInfo, normalise_etag
 TMP_DIR_NAME = ".karet-tmp"
 # Top-level folders of the data directory that are the process's own (temp files, generated secrets),
 # never objects: not listed, not readable or writable as keys.
-RESERVED_NAMES = frozenset({TMP_DIR_NAME, ".karet-secrets"})
+RESERVED_NAMES = frozenset({TMP_DIR_NAME, ".karet-secrets", ".karet-cache"})
 _LOCK_STRIPES = 256
 _CHUNK = 1024 * 1024
 _ETAG_XATTR = "user.karet.md5"

@@ -1,0 +1,89 @@
+"""Incremental runs: with a fragment cache, only new or changed raw files are parsed again."""
+
+import pytest
+from polars.testing import assert_frame_equal
+
+from karet_defs.engine.run import run_pipeline
+from tests.factories import col, make_pipeline, put_config, put_raw, read_table
+
+SLUG = "inc"
+RAW = f"pipelines/{SLUG}/raw/"
+CONFIG = make_pipeline(
+    source_columns=[("month", "int64"), ("v", "string")],
+    columns=[("month", col("month")), ("v", {"kind": "upper", "input": col("v")})],
+    table_schema=[{"name": "month", "type": "int64"}, {"name": "v", "type": "string"}],
+    partition_keys=["month"],
+)
+
+
+@pytest.fixture
+def cache(tmp_path):
+    return tmp_path / "cache"
+
+
+def _seed(stores, n: int) -> None:
+    put_config(stores, SLUG, CONFIG)
+    for i in range(n):
+        put_raw(stores, f"{RAW}{i:03d}.csv", f"month,v\n{i % 3 + 1},row{i}\n")
+
+
+def test_second_run_parses_nothing_and_writes_the_same_rows(stores, cache, tmp_path):
+    _seed(stores, 6)
+    first = run_pipeline(stores, SLUG, cache_dir=cache)
+    before = read_table(stores, SLUG, "t", tmp_path / "1")
+
+    again = run_pipeline(stores, SLUG, cache_dir=cache)
+
+    assert (first.files_parsed, again.files_parsed) == (6, 0)
+    assert again.summary() == first.summary()
+    assert_frame_equal(read_table(stores, SLUG, "t", tmp_path / "2").sort("v"), before.sort("v"))
+
+
+def test_new_changed_and_deleted_files(stores, cache, tmp_path):
+    _seed(stores, 4)
+    run_pipeline(stores, SLUG, cache_dir=cache)
+
+    put_raw(stores, f"{RAW}new.csv", "month,v\n1,fresh\n")
+    put_raw(stores, f"{RAW}000.csv", "month,v\n1,edited\n")
+    stores.lake.delete(f"{RAW}003.csv")
+    report = run_pipeline(stores, SLUG, cache_dir=cache)
+
+    assert report.files_parsed == 2
+    rows = read_table(stores, SLUG, "t", tmp_path).sort("v")
+    assert rows.get_column("v").to_list() == ["EDITED", "FRESH", "ROW1", "ROW2"]
+    assert len(list((cache / SLUG / "m").glob("*.parquet"))) == 4
+
+
+def test_editing_the_mapping_reparses_everything(stores, cache, tmp_path):
+    _seed(stores, 3)
+    run_pipeline(stores, SLUG, cache_dir=cache)
+    changed = {
+        **CONFIG,
+        "mappings": [
+            {
+                **CONFIG["mappings"][0],
+                "columns": [
+                    {"name": "month", "expr": col("month")},
+                    {"name": "v", "expr": {"kind": "lower", "input": col("v")}},
+                ],
+            }
+        ],
+    }
+    put_config(stores, SLUG, changed)
+
+    report = run_pipeline(stores, SLUG, cache_dir=cache)
+
+    assert report.files_parsed == 3
+    assert sorted(read_table(stores, SLUG, "t", tmp_path).get_column("v").to_list()) == [
+        "row0",
+        "row1",
+        "row2",
+    ]
+
+
+def test_a_bad_file_is_reported_on_every_run(stores, cache):
+    _seed(stores, 2)
+    put_raw(stores, f"{RAW}bad.csv", "month\n1\n")
+    first = run_pipeline(stores, SLUG, cache_dir=cache)
+    second = run_pipeline(stores, SLUG, cache_dir=cache)
+    assert first.errors == second.errors == [f'file {RAW}bad.csv: missing required columns: ["v"]']
