@@ -78,9 +78,10 @@ def _locate_unparseable(path: Path, schema: list[ColumnSchema]) -> str | None:
     return None
 
 
-def _read_csv(path: Path, schema: list[ColumnSchema]) -> pl.LazyFrame:
+def csv_header(path: Path, schema: list[ColumnSchema]) -> tuple[str, ...]:
+    """The header row of a CSV file, checked to hold every schema column (else ``FileReadError``)."""
     try:
-        header = pl.scan_csv(path, infer_schema=False).collect_schema().names()
+        header = tuple(pl.scan_csv(path, infer_schema=False).collect_schema().names())
     except pl.exceptions.NoDataError as exc:
         raise FileReadError("empty file (no header row)") from exc
     except pl.exceptions.PolarsError as exc:
@@ -89,10 +90,21 @@ def _read_csv(path: Path, schema: list[ColumnSchema]) -> pl.LazyFrame:
     if missing:
         names = ", ".join(f'"{name}"' for name in missing)
         raise FileReadError(f"missing required columns: [{names}]")
+    return header
+
+
+def scan_csv_files(
+    paths: list[Path], schema: list[ColumnSchema], header: tuple[str, ...], *, path_column: str | None = None
+) -> pl.LazyFrame:
+    """One lazy frame over CSV files sharing ``header``, projected to the schema columns (+ the file path)."""
     declared = {c.name: declared_dtype(c) for c in schema}
     read_schema = {name: declared.get(name, pl.String()) for name in header}
-    frame = pl.scan_csv(path, schema=read_schema, has_header=True)
-    return frame.select([c.name for c in schema])
+    frame = pl.scan_csv(paths, schema=read_schema, has_header=True, include_file_paths=path_column)
+    return frame.select([c.name for c in schema] + ([path_column] if path_column else []))
+
+
+def _read_csv(path: Path, schema: list[ColumnSchema]) -> pl.LazyFrame:
+    return scan_csv_files([path], schema, csv_header(path, schema))
 
 
 def _read_ndjson(path: Path, schema: list[ColumnSchema]) -> pl.LazyFrame:

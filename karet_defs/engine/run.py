@@ -9,6 +9,7 @@ its stale files are reaped only after all of its new files are in place.
 import hashlib
 import json
 import logging
+import shutil
 import tempfile
 from collections.abc import Collection
 from dataclasses import dataclass, field
@@ -23,8 +24,10 @@ from karet_defs.engine.assertions import Violation, check_assertions
 from karet_defs.engine.read import (
     SOURCE_EXTENSIONS,
     FileReadError,
+    csv_header,
     describe_read_error,
     read_source_file,
+    scan_csv_files,
 )
 from karet_defs.engine.write import (
     PartitionError,
@@ -44,6 +47,9 @@ from karet_defs.store.base import ObjectInfo, ObjectStore, Stores
 _log = logging.getLogger("karet.engine")
 # Bumped whenever the engine would evaluate the same file differently, so cached fragments are not reused.
 FRAGMENT_FORMAT = 1
+BATCH_FILES = 64
+BATCH_BYTES = 64 * 2**20
+_PATH = "__karet_source_file"
 
 
 @dataclass
@@ -252,7 +258,8 @@ def _run_mapping(
         return
 
     with tempfile.TemporaryDirectory(prefix=f"karet-{mapping.id}-") as tmp:
-        staged = _stage_files(staging, files, inputs, source, exprs, where, record_filter, report)
+        evaluation = _Evaluation(exprs, where, record_filter)
+        staged = _stage_files(staging, files, inputs, source, evaluation, report)
         staging.evict_unused()
         if not staged:
             fail(f"ingest {mapping.id}: no files succeeded during ingestion")
@@ -303,44 +310,140 @@ def _run_mapping(
     table_report.columns.update(columns)
 
 
+@dataclass(frozen=True)
+class _Evaluation:
+    """A mapping's compiled expressions, applied the same way to one file or to a batch of files."""
+
+    exprs: list[pl.Expr]
+    where: pl.Expr | None
+    record_filter: pl.Expr | None
+
+    def apply(self, frame: pl.LazyFrame, *, keep: tuple[str, ...] = ()) -> pl.LazyFrame:
+        if self.record_filter is not None:
+            frame = frame.filter(self.record_filter)
+        frame = frame.select([*self.exprs, *(pl.col(name) for name in keep)])
+        return frame.filter(self.where) if self.where is not None else frame
+
+
+@dataclass(frozen=True)
+class _Pending:
+    info: ObjectInfo
+    path: Path
+    fragment: Path
+    header: tuple[str, ...] | None
+
+
 def _stage_files(
     staging: FragmentCache,
     files: list[ObjectInfo],
     inputs: RawInputs,
     source: SourceContainer,
-    exprs: list[pl.Expr],
-    where: pl.Expr | None,
-    record_filter: pl.Expr | None,
+    evaluation: _Evaluation,
     report: RunReport,
 ) -> list[Path]:
-    """Evaluate the mapping over each raw file into a Parquet fragment (streaming); report failing files."""
+    """Evaluate the mapping over each raw file into a Parquet fragment; report failing files.
+
+    Files not in the cache are evaluated in batches of CSVs sharing a header (one query writes one fragment
+    per file), because a query's fixed cost dwarfs the work on a small file; a batch that fails is redone
+    file by file, so a bad file is still isolated and named.
+    """
     staging.folder.mkdir(parents=True, exist_ok=True)
-    staged: list[Path] = []
+    staged: dict[str, Path] = {}
+    pending: list[_Pending] = []
     for info in files:
         fragment = staging.fragment(info)
         if fragment.exists():
-            staged.append(fragment)
+            staged[info.key] = fragment
             continue
         path = inputs.path(info.key)
         if path is None:
             continue
-        partial = fragment.with_suffix(".partial")
-        try:
-            frame = read_source_file(path, source)
-            if record_filter is not None:
-                frame = frame.filter(record_filter)
-            frame = frame.select(exprs)
-            if where is not None:
-                frame = frame.filter(where)
-            frame.sink_parquet(partial, compression="lz4", statistics=False, engine="streaming")
-        except FileReadError as exc:
-            report.add_error(f"file {info.key}: {exc}")
-        except pl.exceptions.PolarsError as exc:
-            partial.unlink(missing_ok=True)
-            report.add_error(f"file {info.key}: {describe_read_error(exc, path, source)}")
-        else:
-            # Renamed into place only once complete, so a crash never leaves a cached half fragment.
-            partial.replace(fragment)
-            staged.append(fragment)
         inputs.parsed += 1
-    return staged
+        header = None
+        if source.format == "csv":
+            try:
+                header = csv_header(path, source.schema_)
+            except FileReadError as exc:
+                report.add_error(f"file {info.key}: {exc}")
+                continue
+        pending.append(_Pending(info, path, fragment, header))
+    for batch in _batches(pending):
+        if len(batch) > 1 and _stage_batch(batch, source, evaluation):
+            staged.update((item.info.key, item.fragment) for item in batch)
+            continue
+        for item in batch:
+            if _stage_one(item, source, evaluation, report):
+                staged[item.info.key] = item.fragment
+    return [staged[info.key] for info in files if info.key in staged]
+
+
+def _batches(pending: list[_Pending]) -> list[list[_Pending]]:
+    batches: list[list[_Pending]] = []
+    size = 0
+    for item in pending:
+        current = batches[-1] if batches else None
+        fits = (
+            current is not None
+            and item.header is not None
+            and current[0].header == item.header
+            and len(current) < BATCH_FILES
+            and size + item.info.size <= BATCH_BYTES
+        )
+        if current is not None and fits:
+            current.append(item)
+            size += item.info.size
+        else:
+            batches.append([item])
+            size = item.info.size
+    return batches
+
+
+def _stage_batch(batch: list[_Pending], source: SourceContainer, evaluation: _Evaluation) -> bool:
+    """Evaluate CSV files of one header in one query, one fragment each; False if any file fails."""
+    assert batch[0].header is not None
+    out = batch[0].fragment.parent / f".batch-{batch[0].fragment.stem}"
+    names = {str(item.path): f"{index}.parquet" for index, item in enumerate(batch)}
+    scan = scan_csv_files([item.path for item in batch], source.schema_, batch[0].header, path_column=_PATH)
+    frame = evaluation.apply(scan, keep=(_PATH,))
+    try:
+        frame.sink_parquet(
+            pl.PartitionBy(
+                out,
+                key=_PATH,
+                include_key=False,
+                file_path_provider=lambda args: names[args.partition_keys.row(0)[0]],
+                approximate_bytes_per_file=None,
+            ),
+            compression="lz4",
+            statistics=False,
+            mkdir=True,
+            engine="streaming",
+        )
+        empty = pl.DataFrame(schema=frame.drop(_PATH).collect_schema())
+    except pl.exceptions.PolarsError:
+        shutil.rmtree(out, ignore_errors=True)
+        return False
+    for item in batch:
+        written = out / names[str(item.path)]
+        if not written.exists():  # every row of this file was filtered out
+            empty.write_parquet(written, compression="lz4", statistics=False)
+        written.replace(item.fragment)
+    shutil.rmtree(out, ignore_errors=True)
+    return True
+
+
+def _stage_one(item: _Pending, source: SourceContainer, evaluation: _Evaluation, report: RunReport) -> bool:
+    partial = item.fragment.with_suffix(".partial")
+    try:
+        frame = read_source_file(item.path, source)
+        evaluation.apply(frame).sink_parquet(partial, compression="lz4", statistics=False, engine="streaming")
+    except FileReadError as exc:
+        report.add_error(f"file {item.info.key}: {exc}")
+        return False
+    except pl.exceptions.PolarsError as exc:
+        partial.unlink(missing_ok=True)
+        report.add_error(f"file {item.info.key}: {describe_read_error(exc, item.path, source)}")
+        return False
+    # Renamed into place only once complete, so a crash never leaves a cached half fragment.
+    partial.replace(item.fragment)
+    return True
