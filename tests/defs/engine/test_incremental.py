@@ -87,3 +87,25 @@ def test_a_bad_file_is_reported_on_every_run(stores, cache):
     first = run_pipeline(stores, SLUG, cache_dir=cache)
     second = run_pipeline(stores, SLUG, cache_dir=cache)
     assert first.errors == second.errors == [f'file {RAW}bad.csv: missing required columns: ["v"]']
+
+
+def test_where_can_empty_a_file_of_a_batch_and_the_empty_fragment_is_cached(stores, cache, tmp_path):
+    config = {
+        **CONFIG,
+        "mappings": [
+            {
+                **CONFIG["mappings"][0],
+                "where": {"kind": "ne", "left": col("v"), "right": {"kind": "str", "value": "SKIP"}},
+            }
+        ],
+    }
+    put_config(stores, SLUG, config)
+    put_raw(stores, f"{RAW}a.csv", "month,v\n1,keep\n2,skip\n")
+    put_raw(stores, f"{RAW}b.csv", "month,v\n1,skip\n")
+    put_raw(stores, f"{RAW}c.csv", "month,v\n3,also\n")
+
+    first = run_pipeline(stores, SLUG, cache_dir=cache)
+    second = run_pipeline(stores, SLUG, cache_dir=cache)
+
+    assert first.errors == [] and (first.files_parsed, second.files_parsed) == (3, 0)
+    assert sorted(read_table(stores, SLUG, "t", tmp_path).get_column("v").to_list()) == ["ALSO", "KEEP"]
