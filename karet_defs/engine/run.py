@@ -6,6 +6,7 @@ output is checked (assertions), de-duplicated, split into Hive partitions and pu
 its stale files are reaped only after all of its new files are in place.
 """
 
+import datetime as dt
 import hashlib
 import json
 import logging
@@ -21,6 +22,16 @@ import pyarrow.parquet as pq
 from karet_defs.catalog import read_pipeline
 from karet_defs.config.models import AnalyticTable, Mapping, Pipeline, SourceContainer
 from karet_defs.engine.assertions import Violation, check_assertions
+from karet_defs.engine.incremental import (
+    FileEntry,
+    Manifest,
+    forget_manifest,
+    fragment_parts,
+    load_manifest,
+    partition_frame,
+    save_manifest,
+    supports_incremental,
+)
 from karet_defs.engine.read import (
     SOURCE_EXTENSIONS,
     FileReadError,
@@ -36,6 +47,7 @@ from karet_defs.engine.write import (
     dedup,
     publish,
     reap_stale,
+    render_segment,
     write_partitions,
 )
 from karet_defs.errors import KaretError
@@ -264,50 +276,210 @@ def _run_mapping(
         if not staged:
             fail(f"ingest {mapping.id}: no files succeeded during ingestion")
             return
-        output = pl.scan_parquet(staged)
-        try:
-            staged_rows = sum(pq.read_metadata(path).num_rows for path in staged)
-            violations = check_assertions(output, table)
-            if violations:
-                table_report.violations.extend(violations)
-                fail(f"assertion {mapping.id}: " + "; ".join(str(v) for v in violations))
-                return
-            try:
-                output = dedup(output, table.dedup_keys)
-            except PartitionError as exc:
-                fail(f"dedup {mapping.id}: {exc}")
-                return
-            check_partition_keys(output, table)
-            columns = {name: str(dtype) for name, dtype in output.collect_schema().items()}
-            parts = write_partitions(output, table, mapping.id, Path(tmp) / "out")
-        except PartitionError as exc:
-            fail(f"partition {mapping.id}: {exc}")
-            return
-        except pl.exceptions.PolarsError as exc:
-            fail(f"collect {mapping.id}: {str(exc).split(chr(10) * 2, 1)[0]}")
-            return
-
         prefix = keys.table_prefix(slug, table.id)
+        manifest = load_manifest(staging.folder, prefix) if staging.persistent else None
+        if staging.persistent:
+            # Forgotten first: if this run fails halfway, the next one must not trust the old record.
+            forget_manifest(staging.folder)
         try:
-            written = publish(warehouse, prefix, parts)
-        except PublishError as exc:
-            fail(f"upload {mapping.id}: {exc}")
+            if manifest is not None and supports_incremental(table):
+                outcome = _publish_changed_partitions(
+                    warehouse, prefix, mapping, table, staged, manifest, tmp
+                )
+            else:
+                outcome = None
+            if outcome is None:
+                outcome = _publish_all(warehouse, prefix, mapping, table, staged, tmp)
+        except _MappingFailed as exc:
+            if exc.violations:
+                table_report.violations.extend(exc.violations)
+            fail(str(exc))
             return
-        rows = sum(pq.read_metadata(path).num_rows for _, path in parts)
-    reaped = reap_stale(warehouse, prefix, mapping.id, set(written))
+        if staging.persistent and supports_incremental(table):
+            save_manifest(staging.folder, _manifest_after(prefix, mapping, table, staged, outcome, warehouse))
     log.info(
-        "mapping %s: %d row(s) in %d partition(s), %d stale file(s) reaped",
+        "mapping %s: %d row(s) in %d partition file(s) written, %d stale file(s) reaped",
         mapping.id,
-        rows,
-        len(written),
-        len(reaped),
+        outcome.rows,
+        len(outcome.written),
+        len(outcome.reaped),
     )
-    report.partitions_written += len(written)
-    table_report.partitions.extend(k[len(prefix) :] for k in written)
-    table_report.rows_written += rows
-    table_report.rows_deduped += staged_rows - rows
+    report.partitions_written += len(outcome.written)
+    table_report.partitions.extend(k[len(prefix) :] for k in outcome.written)
+    table_report.rows_written += outcome.rows
+    table_report.rows_deduped += outcome.deduped
     table_report.mappings_written.append(mapping.id)
-    table_report.columns.update(columns)
+    table_report.columns.update(outcome.columns)
+
+
+class _MappingFailed(Exception):
+    def __init__(self, message: str, violations: list[Violation] | None = None) -> None:
+        super().__init__(message)
+        self.violations = violations or []
+
+
+@dataclass
+class _Published:
+    written: dict[str, str]
+    reaped: list[str]
+    rows: int
+    deduped: int
+    columns: dict[str, str]
+
+
+def _checked(frame: pl.LazyFrame, mapping: Mapping, table: AnalyticTable) -> None:
+    """Row-level checks of a mapping's output: assertions, then partition keys."""
+    try:
+        violations = check_assertions(frame, table)
+        if violations:
+            raise _MappingFailed(
+                f"assertion {mapping.id}: " + "; ".join(str(v) for v in violations), violations
+            )
+        check_partition_keys(frame, table)
+    except PartitionError as exc:
+        raise _MappingFailed(f"partition {mapping.id}: {exc}") from exc
+    except pl.exceptions.PolarsError as exc:
+        raise _MappingFailed(f"collect {mapping.id}: {_first_paragraph(exc)}") from exc
+
+
+def _first_paragraph(exc: Exception) -> str:
+    return str(exc).split("\n\n", 1)[0]
+
+
+def _upload(
+    warehouse: ObjectStore, prefix: str, mapping: Mapping, parts: list[tuple[str, Path]]
+) -> dict[str, str]:
+    try:
+        return publish(warehouse, prefix, parts)
+    except PublishError as exc:
+        raise _MappingFailed(f"upload {mapping.id}: {exc}") from exc
+
+
+def _publish_all(
+    warehouse: ObjectStore,
+    prefix: str,
+    mapping: Mapping,
+    table: AnalyticTable,
+    staged: list[tuple[ObjectInfo, Path]],
+    tmp: str,
+) -> _Published:
+    """Rewrite every partition of the mapping from all fragments, then reap what it no longer produces."""
+    fragments = [fragment for _, fragment in staged]
+    output = pl.scan_parquet(fragments)
+    _checked(output, mapping, table)
+    try:
+        output = dedup(output, table.dedup_keys)
+        columns = {name: str(dtype) for name, dtype in output.collect_schema().items()}
+        parts = write_partitions(output, table, mapping.id, Path(tmp) / "out")
+    except PartitionError as exc:
+        raise _MappingFailed(f"dedup {mapping.id}: {exc}") from exc
+    except pl.exceptions.PolarsError as exc:
+        raise _MappingFailed(f"collect {mapping.id}: {_first_paragraph(exc)}") from exc
+    written = _upload(warehouse, prefix, mapping, parts)
+    rows = sum(pq.read_metadata(path).num_rows for _, path in parts)
+    staged_rows = sum(pq.read_metadata(path).num_rows for path in fragments)
+    reaped = reap_stale(warehouse, prefix, mapping.id, set(written))
+    return _Published(written, reaped, rows, staged_rows - rows, columns)
+
+
+def _publish_changed_partitions(
+    warehouse: ObjectStore,
+    prefix: str,
+    mapping: Mapping,
+    table: AnalyticTable,
+    staged: list[tuple[ObjectInfo, Path]],
+    manifest: Manifest,
+    tmp: str,
+) -> _Published | None:
+    """Rewrite only the partitions fed by new, changed or removed files; None when that is not safe."""
+    file_name = f"{mapping.id}.parquet"
+    on_store = {
+        info.key[len(prefix) :]: info.etag
+        for info in warehouse.list(prefix)
+        if info.key.rsplit("/", 1)[-1] == file_name
+    }
+    if on_store != manifest.published:
+        return None
+    keys_ = table.partition_keys
+    current = {info.key: fragment for info, fragment in staged}
+    changed = [
+        k for k, f in current.items() if k not in manifest.files or manifest.files[k].fragment != f.name
+    ]
+    removed = [k for k in manifest.files if k not in current]
+    if not changed and not removed:
+        # A re-run over unchanged inputs rewrites everything, as Karet's did: its counters stay the same.
+        return None
+    if changed:
+        _checked(pl.scan_parquet([current[k] for k in changed]), mapping, table)
+    parts_of = {k: manifest.files[k].parts for k in current if k not in changed}
+    parts_of.update(_parts_by_file({k: current[k] for k in changed}, keys_))
+    affected: dict[str, list[object]] = {}
+    for key in changed:
+        affected.update((json.dumps(p), p) for p in parts_of[key])
+    for key in [*changed, *removed]:
+        if key in manifest.files:
+            affected.update((json.dumps(p), p) for p in manifest.files[key].parts)
+
+    out = Path(tmp) / "out"
+    parts: list[tuple[str, Path]] = []
+    emptied: list[str] = []
+    columns: dict[str, str] = {}
+    rows = 0
+    for identity, values in affected.items():
+        relative = (
+            "/".join(f"{k}={render_segment(_python(v))}" for k, v in zip(keys_, values, strict=True))
+            + f"/{file_name}"
+        )
+        feeding = [current[k] for k in current if any(json.dumps(p) == identity for p in parts_of[k])]
+        if not feeding:
+            emptied.append(prefix + relative)
+            continue
+        try:
+            frame = dedup(partition_frame(feeding, keys_, values), table.dedup_keys)
+            local = out / relative
+            local.parent.mkdir(parents=True, exist_ok=True)
+            frame.sink_parquet(local, compression="zstd", statistics=True, engine="streaming")
+        except pl.exceptions.PolarsError as exc:
+            raise _MappingFailed(f"collect {mapping.id}: {_first_paragraph(exc)}") from exc
+        rows += pq.read_metadata(local).num_rows
+        parts.append((relative, local))
+    written = _upload(warehouse, prefix, mapping, parts)
+    if emptied:
+        warehouse.delete_many(emptied)
+    if staged:
+        schema = pl.scan_parquet(staged[0][1]).collect_schema()
+        columns = {name: str(dtype) for name, dtype in schema.items()}
+    return _Published(written, emptied, rows, 0, columns)
+
+
+def _python(value: object) -> object:
+    if isinstance(value, dict):
+        return dt.date.fromisoformat(str(value["date"]))
+    return value
+
+
+def _parts_by_file(fragments: dict[str, Path], keys_: list[str]) -> dict[str, list[list[object]]]:
+    return {key: fragment_parts(fragment, keys_) for key, fragment in fragments.items()}
+
+
+def _manifest_after(
+    prefix: str,
+    mapping: Mapping,
+    table: AnalyticTable,
+    staged: list[tuple[ObjectInfo, Path]],
+    outcome: _Published,
+    warehouse: ObjectStore,
+) -> Manifest:
+    """The record of what feeds and what holds the mapping's partitions after a successful publish."""
+    file_name = f"{mapping.id}.parquet"
+    published = {
+        info.key[len(prefix) :]: info.etag
+        for info in warehouse.list(prefix)
+        if info.key.rsplit("/", 1)[-1] == file_name
+    }
+    parts = _parts_by_file({info.key: fragment for info, fragment in staged}, table.partition_keys)
+    files = {info.key: FileEntry(fragment.name, parts[info.key]) for info, fragment in staged}
+    return Manifest(table_prefix=prefix, files=files, published=published)
 
 
 @dataclass(frozen=True)
@@ -340,7 +512,7 @@ def _stage_files(
     source: SourceContainer,
     evaluation: _Evaluation,
     report: RunReport,
-) -> list[Path]:
+) -> list[tuple[ObjectInfo, Path]]:
     """Evaluate the mapping over each raw file into a Parquet fragment; report failing files.
 
     Files not in the cache are evaluated in batches of CSVs sharing a header (one query writes one fragment
@@ -374,7 +546,7 @@ def _stage_files(
         for item in batch:
             if _stage_one(item, source, evaluation, report):
                 staged[item.info.key] = item.fragment
-    return [staged[info.key] for info in files if info.key in staged]
+    return [(info, staged[info.key]) for info in files if info.key in staged]
 
 
 def _batches(pending: list[_Pending]) -> list[list[_Pending]]:

@@ -105,16 +105,15 @@ def write_partitions(
     return [(relative, out_dir / relative) for relative in written]
 
 
-def publish(store: ObjectStore, table_prefix: str, files: list[tuple[str, Path]]) -> list[str]:
-    """Upload every partition file (atomic per object); return the keys written; stop at the first failure."""
-    written: list[str] = []
+def publish(store: ObjectStore, table_prefix: str, files: list[tuple[str, Path]]) -> dict[str, str]:
+    """Upload every partition file (atomic per object); return key → ETag; stop at the first failure."""
+    written: dict[str, str] = {}
     for relative, local in files:
         key = table_prefix + relative
         try:
-            store.put_file(key, local, content_type="application/octet-stream")
+            written[key] = store.put_file(key, local, content_type="application/octet-stream")
         except KaretError as exc:
             raise PublishError(f"S3 PutObject failed for {key}: {exc.message}") from exc
-        written.append(key)
     return written
 
 

@@ -4,7 +4,8 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from karet_defs.engine.run import run_pipeline
-from tests.factories import col, make_pipeline, put_config, put_raw, read_table
+from karet_defs.store import keys
+from tests.factories import col, make_pipeline, put_config, put_raw, read_table, table_files
 
 SLUG = "inc"
 RAW = f"pipelines/{SLUG}/raw/"
@@ -109,3 +110,73 @@ def test_where_can_empty_a_file_of_a_batch_and_the_empty_fragment_is_cached(stor
 
     assert first.errors == [] and (first.files_parsed, second.files_parsed) == (3, 0)
     assert sorted(read_table(stores, SLUG, "t", tmp_path).get_column("v").to_list()) == ["ALSO", "KEEP"]
+
+
+def _clean_copy(stores, tmp_path, name):
+    """The table as a from-scratch run would write it (in a separate cache), for comparison."""
+    run_pipeline(stores, SLUG, clean_run=True)
+    return read_table(stores, SLUG, "t", tmp_path / name).sort("month", "v")
+
+
+def test_a_new_file_rewrites_only_the_partitions_it_touches(stores, cache, tmp_path):
+    _seed(stores, 6)
+    run_pipeline(stores, SLUG, cache_dir=cache)
+    before = table_files(stores, SLUG, "t")
+
+    put_raw(stores, f"{RAW}new.csv", "month,v\n2,late\n")
+    report = run_pipeline(stores, SLUG, cache_dir=cache)
+
+    after = table_files(stores, SLUG, "t")
+    assert (report.files_parsed, report.partitions_written) == (1, 1)
+    assert [k for k in after if after[k] != before[k]] == ["month=2/m.parquet"]
+    incremental = read_table(stores, SLUG, "t", tmp_path / "inc").sort("month", "v")
+    assert_frame_equal(incremental, _clean_copy(stores, tmp_path, "clean"))
+
+
+def test_removing_the_only_file_of_a_partition_removes_the_partition(stores, cache, tmp_path):
+    _seed(stores, 3)  # one file per month
+    run_pipeline(stores, SLUG, cache_dir=cache)
+
+    stores.lake.delete(f"{RAW}001.csv")
+    report = run_pipeline(stores, SLUG, cache_dir=cache)
+
+    assert report.partitions_written == 0
+    assert sorted(table_files(stores, SLUG, "t")) == ["month=1/m.parquet", "month=3/m.parquet"]
+
+
+def test_a_tampered_warehouse_falls_back_to_a_full_rewrite(stores, cache, tmp_path):
+    _seed(stores, 6)
+    run_pipeline(stores, SLUG, cache_dir=cache)
+    stores.warehouse.delete(keys.table_prefix(SLUG, "t") + "month=3/m.parquet")
+
+    put_raw(stores, f"{RAW}new.csv", "month,v\n1,late\n")
+    report = run_pipeline(stores, SLUG, cache_dir=cache)
+
+    assert report.partitions_written == 3
+    assert_frame_equal(
+        read_table(stores, SLUG, "t", tmp_path / "inc").sort("month", "v"), _clean_copy(stores, tmp_path, "c")
+    )
+
+
+def test_unique_assertions_need_the_whole_table(stores, cache):
+    config = {
+        **CONFIG,
+        "analytic_tables": [
+            {
+                **CONFIG["analytic_tables"][0],
+                "schema": [
+                    {"name": "month", "type": "int64"},
+                    {"name": "v", "type": "string", "assertions": {"unique": True}},
+                ],
+            }
+        ],
+    }
+    put_config(stores, SLUG, config)
+    put_raw(stores, f"{RAW}a.csv", "month,v\n1,x\n")
+    run_pipeline(stores, SLUG, cache_dir=cache)
+
+    put_raw(stores, f"{RAW}b.csv", "month,v\n2,x\n")
+    report = run_pipeline(stores, SLUG, cache_dir=cache)
+
+    assert report.errors == ["assertion m: column `v` unique: 1 duplicate value(s)"]
+    assert sorted(table_files(stores, SLUG, "t")) == ["month=1/m.parquet"]

@@ -1,0 +1,93 @@
+"""Publishing only the partitions a run changes, when the last publish of the mapping is known to be intact.
+
+After each successful publish of a mapping, the fragment cache records which raw file (key + fragment)
+fed which partitions, and the ETag of every object it published. The next run then rewrites only the
+partitions touched by new, changed or removed files, from the fragments that feed them. It falls back to a
+full rewrite whenever that could differ from one: no record, a clean run, an unpartitioned table,
+table-wide checks (``unique`` assertions, dedup keys that cross partitions), or published objects that are
+no longer the ones recorded.
+"""
+
+import datetime as dt
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import polars as pl
+
+from karet_defs.config.models import AnalyticTable
+
+MANIFEST_NAME = "published.json"
+PartitionValues = tuple[object, ...]
+
+
+@dataclass
+class FileEntry:
+    fragment: str
+    parts: list[list[object]]
+
+
+@dataclass
+class Manifest:
+    table_prefix: str
+    files: dict[str, FileEntry]
+    published: dict[str, str]
+
+
+def load_manifest(folder: Path, table_prefix: str) -> Manifest | None:
+    """The record of the mapping's last publish, if any and for this table."""
+    try:
+        raw = json.loads((folder / MANIFEST_NAME).read_text())
+        manifest = Manifest(
+            table_prefix=raw["table_prefix"],
+            files={key: FileEntry(**entry) for key, entry in raw["files"].items()},
+            published=raw["published"],
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return manifest if manifest.table_prefix == table_prefix else None
+
+
+def save_manifest(folder: Path, manifest: Manifest) -> None:
+    partial = folder / f"{MANIFEST_NAME}.partial"
+    partial.write_text(json.dumps(asdict(manifest)))
+    partial.replace(folder / MANIFEST_NAME)
+
+
+def forget_manifest(folder: Path) -> None:
+    (folder / MANIFEST_NAME).unlink(missing_ok=True)
+
+
+def supports_incremental(table: AnalyticTable) -> bool:
+    """Whether a table's output can be rebuilt partition by partition with the same result."""
+    if not table.partition_keys:
+        return False
+    if any(c.assertions is not None and c.assertions.unique for c in table.schema_):
+        return False
+    return not table.dedup_keys or set(table.partition_keys) <= set(table.dedup_keys)
+
+
+def _jsonable(value: object) -> object:
+    return {"date": value.isoformat()} if isinstance(value, dt.date) else value
+
+
+def _literal(value: object, dtype: pl.DataType) -> pl.Expr:
+    if isinstance(value, dict):
+        return pl.lit(value["date"]).str.to_date("%Y-%m-%d")
+    return pl.lit(value, dtype=dtype)
+
+
+def fragment_parts(fragment: Path, keys: list[str]) -> list[list[object]]:
+    """The distinct partition key tuples of one fragment, JSON-ready."""
+    distinct = pl.scan_parquet(fragment).select(keys).unique(maintain_order=True).collect()
+    return [[_jsonable(v) for v in row] for row in distinct.iter_rows()]
+
+
+def partition_frame(fragments: list[Path], keys: list[str], values: list[object]) -> pl.LazyFrame:
+    """The rows of one partition across fragments (in fragment order), key columns dropped."""
+    frame = pl.scan_parquet(fragments)
+    schema = frame.collect_schema()
+    condition = pl.all_horizontal(
+        [pl.col(k) == _literal(v, schema[k]) for k, v in zip(keys, values, strict=True)]
+    )
+    return frame.filter(condition).drop(keys)
