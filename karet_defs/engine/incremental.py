@@ -10,7 +10,7 @@ no longer the ones recorded.
 
 import datetime as dt
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
@@ -49,8 +49,13 @@ def load_manifest(folder: Path, table_prefix: str) -> Manifest | None:
 
 
 def save_manifest(folder: Path, manifest: Manifest) -> None:
+    document = {
+        "table_prefix": manifest.table_prefix,
+        "files": {key: {"fragment": e.fragment, "parts": e.parts} for key, e in manifest.files.items()},
+        "published": manifest.published,
+    }
     partial = folder / f"{MANIFEST_NAME}.partial"
-    partial.write_text(json.dumps(asdict(manifest)))
+    partial.write_text(json.dumps(document))
     partial.replace(folder / MANIFEST_NAME)
 
 
@@ -77,10 +82,21 @@ def _literal(value: object, dtype: pl.DataType) -> pl.Expr:
     return pl.lit(value, dtype=dtype)
 
 
-def fragment_parts(fragment: Path, keys: list[str]) -> list[list[object]]:
-    """The distinct partition key tuples of one fragment, JSON-ready."""
-    distinct = pl.scan_parquet(fragment).select(keys).unique(maintain_order=True).collect()
-    return [[_jsonable(v) for v in row] for row in distinct.iter_rows()]
+def fragment_parts(fragments: dict[str, Path], keys: list[str]) -> dict[str, list[list[object]]]:
+    """The distinct partition key tuples of each fragment (by file key), JSON-ready, in one query."""
+    if not fragments:
+        return {}
+    by_path = {str(path): key for key, path in fragments.items()}
+    distinct = (
+        pl.scan_parquet(list(fragments.values()), include_file_paths="__fragment")
+        .select(["__fragment", *keys])
+        .unique(maintain_order=True)
+        .collect()
+    )
+    parts: dict[str, list[list[object]]] = {key: [] for key in fragments}
+    for path, *values in distinct.iter_rows():
+        parts[by_path[path]].append([_jsonable(v) for v in values])
+    return parts
 
 
 def partition_frame(fragments: list[Path], keys: list[str], values: list[object]) -> pl.LazyFrame:

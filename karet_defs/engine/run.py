@@ -325,6 +325,7 @@ class _Published:
     rows: int
     deduped: int
     columns: dict[str, str]
+    parts_of: dict[str, list[list[object]]] | None = None  # file key → its partitions, when known
 
 
 def _checked(frame: pl.LazyFrame, mapping: Mapping, table: AnalyticTable) -> None:
@@ -412,7 +413,7 @@ def _publish_changed_partitions(
     if changed:
         _checked(pl.scan_parquet([current[k] for k in changed]), mapping, table)
     parts_of = {k: manifest.files[k].parts for k in current if k not in changed}
-    parts_of.update(_parts_by_file({k: current[k] for k in changed}, keys_))
+    parts_of.update(fragment_parts({k: current[k] for k in changed}, keys_))
     affected: dict[str, list[object]] = {}
     for key in changed:
         affected.update((json.dumps(p), p) for p in parts_of[key])
@@ -449,17 +450,13 @@ def _publish_changed_partitions(
     if staged:
         schema = pl.scan_parquet(staged[0][1]).collect_schema()
         columns = {name: str(dtype) for name, dtype in schema.items()}
-    return _Published(written, emptied, rows, 0, columns)
+    return _Published(written, emptied, rows, 0, columns, parts_of)
 
 
 def _python(value: object) -> object:
     if isinstance(value, dict):
         return dt.date.fromisoformat(str(value["date"]))
     return value
-
-
-def _parts_by_file(fragments: dict[str, Path], keys_: list[str]) -> dict[str, list[list[object]]]:
-    return {key: fragment_parts(fragment, keys_) for key, fragment in fragments.items()}
 
 
 def _manifest_after(
@@ -477,7 +474,9 @@ def _manifest_after(
         for info in warehouse.list(prefix)
         if info.key.rsplit("/", 1)[-1] == file_name
     }
-    parts = _parts_by_file({info.key: fragment for info, fragment in staged}, table.partition_keys)
+    parts = outcome.parts_of
+    if parts is None:
+        parts = fragment_parts({info.key: fragment for info, fragment in staged}, table.partition_keys)
     files = {info.key: FileEntry(fragment.name, parts[info.key]) for info, fragment in staged}
     return Manifest(table_prefix=prefix, files=files, published=published)
 
