@@ -1,4 +1,9 @@
-"""The ``karet`` command: ``dev`` (Dagster UI, daemon and API with a demo), ``api``, ``validate``, ``run``."""
+"""The ``karet`` command: ``dev`` (Dagster UI, daemon and API with a demo), ``api``, ``worker``,
+``instance-yaml``, ``validate``, ``run``.
+
+``KARET_DEPLOYMENT`` (embedded, production, distributed) selects which of the instance configurations shipped
+in ``karet_defs/instance/`` becomes ``$DAGSTER_HOME/dagster.yaml``.
+"""
 
 import argparse
 import json
@@ -9,17 +14,81 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from importlib import resources
 from pathlib import Path
 
 DEFINITIONS_MODULE = "karet_defs.definitions"
 DEMO_SLUG = "spending"
 LOCATION_NAME = "karet"
+DEPLOYMENTS = ("embedded", "production", "distributed")
+# What each shipped instance reads from the environment when a Dagster process loads it.
+REQUIRED_ENV = {
+    "embedded": (),
+    "production": ("KARET_POSTGRES_URL", "KARET_COMPUTE_LOGS_BUCKET"),
+    "distributed": (
+        "KARET_POSTGRES_URL",
+        "KARET_COMPUTE_LOGS_BUCKET",
+        "KARET_CELERY_BROKER_URL",
+        "KARET_CELERY_BACKEND_URL",
+    ),
+}
 
 
 def _out(message: str) -> None:
     sys.stdout.write(message + "\n")
     sys.stdout.flush()
+
+
+def _err(message: str) -> None:
+    sys.stderr.write(message + "\n")
+    sys.stderr.flush()
+
+
+def _deployment() -> str:
+    from karet_defs.settings import Settings
+
+    return Settings().deployment
+
+
+def instance_yaml(deployment: str) -> bytes:
+    """The shipped ``dagster.yaml`` of a deployment."""
+    return (resources.files("karet_defs") / "instance" / f"{deployment}.yaml").read_bytes()
+
+
+def _dagster_home() -> Path:
+    home = Path(os.environ.get("DAGSTER_HOME") or ".dagster-home").resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home
+
+
+def install_instance_yaml(home: Path, deployment: str) -> bool:
+    """Make ``home/dagster.yaml`` the deployment's shipped instance, unless the user has edited it.
+
+    A file equal to one of the shipped instances is replaced (``KARET_DEPLOYMENT`` changed); an edited one
+    is kept, with a warning, since it is the user's. Returns whether the shipped instance is in place.
+    """
+    target = home / "dagster.yaml"
+    wanted = instance_yaml(deployment)
+    if target.exists():
+        current = target.read_bytes()
+        if current == wanted:
+            return True
+        shipped = {instance_yaml(d) for d in DEPLOYMENTS}
+        if current not in shipped:
+            _err(f"{target} was edited by hand: kept as is (KARET_DEPLOYMENT={deployment} not applied)")
+            return False
+    target.write_bytes(wanted)
+    return True
+
+
+def _check_deployment_env(deployment: str) -> None:
+    missing = [name for name in REQUIRED_ENV[deployment] if not os.environ.get(name)]
+    if missing:
+        raise SystemExit(
+            f"KARET_DEPLOYMENT={deployment} needs these environment variables: {', '.join(missing)}"
+        )
 
 
 def _prepare_environment(data_dir: str | None) -> None:
@@ -32,12 +101,9 @@ def _prepare_environment(data_dir: str | None) -> None:
         os.environ["KARET_DATA_DIR"] = str(Path(data_dir).resolve())
     elif not os.environ.get("S3_BUCKET"):
         os.environ["KARET_DATA_DIR"] = str(Path(os.environ.get("KARET_DATA_DIR", "karet-data")).resolve())
-    home = Path(os.environ.get("DAGSTER_HOME") or ".dagster-home").resolve()
-    home.mkdir(parents=True, exist_ok=True)
-    os.environ["DAGSTER_HOME"] = str(home)
-    instance_yaml = home / "dagster.yaml"
-    if not instance_yaml.exists():
-        instance_yaml.write_bytes((resources.files("karet_defs") / "instance" / "dagster.yaml").read_bytes())
+    deployment = _deployment()
+    if install_instance_yaml(_dagster_home(), deployment):
+        _check_deployment_env(deployment)
     import dagster as dg
 
     dg.DagsterInstance.get().dispose()
@@ -75,6 +141,10 @@ def _wait_for_code_server(port: int, timeout: float) -> None:
             return
         time.sleep(0.5)
     raise SystemExit(f"the Dagster code server did not start on port {port} within {timeout:.0f} s")
+
+
+def _worker_command(concurrency: int) -> list[str]:
+    return [sys.executable, "-m", "karet_api.cli", "worker", "--concurrency", str(concurrency)]
 
 
 def _stop(children: list[subprocess.Popen[bytes]], grace: float = 10.0) -> None:
@@ -120,8 +190,16 @@ def cmd_dev(args: argparse.Namespace) -> int:
         _spawn([webserver, "-w", str(workspace), "-h", "127.0.0.1", "-p", str(args.dagster_port)]),
         _spawn([daemon, "run", "-w", str(workspace)]),
     ]
+    deployment = _deployment()
+    workers = args.workers if args.workers is not None else (2 if deployment == "distributed" else 0)
+    if workers and deployment != "distributed":
+        _err(f"--workers ignored: Celery workers serve KARET_DEPLOYMENT=distributed, not {deployment}")
+        workers = 0
+    children += [_spawn(_worker_command(1)) for _ in range(workers)]
     store = os.environ.get("S3_BUCKET") and f"s3://{os.environ['S3_BUCKET']}" or os.environ["KARET_DATA_DIR"]
-    _out(f"Karet on Dagster — store: {store}, DAGSTER_HOME: {os.environ['DAGSTER_HOME']}")
+    _out(f"Karet on Dagster ({deployment}) — store: {store}, DAGSTER_HOME: {os.environ['DAGSTER_HOME']}")
+    if workers:
+        _out(f"  {workers} Celery worker(s) on {os.environ['KARET_CELERY_BROKER_URL']}")
     if seeded:
         _out(f"Created the demo pipeline `{seeded}` (Spending Tracker) with its seed CSV.")
     _out(f"  Dagster UI: http://127.0.0.1:{args.dagster_port}")
@@ -142,8 +220,62 @@ def cmd_dev(args: argparse.Namespace) -> int:
 
 def cmd_api(args: argparse.Namespace) -> int:
     _prepare_environment(args.data_dir)
+    deployment = _deployment()
+    if deployment != "embedded" and not os.environ.get("KARET_DAGSTER_URL"):
+        raise SystemExit(
+            f"KARET_DEPLOYMENT={deployment} submits runs to Dagster's queue: set KARET_DAGSTER_URL to the "
+            "Dagster webserver (e.g. http://dagster-webserver:80)"
+        )
     _out(f"Karet API: http://127.0.0.1:{args.port} (OpenAPI: http://127.0.0.1:{args.port}/docs)")
     _serve_api(args.port)
+    return 0
+
+
+def cmd_instance_yaml(args: argparse.Namespace) -> int:
+    deployment = args.deployment or _deployment()
+    if not args.write:
+        sys.stdout.buffer.write(instance_yaml(deployment))
+        sys.stdout.flush()
+        return 0
+    target = _dagster_home() / "dagster.yaml"
+    target.write_bytes(instance_yaml(deployment))
+    _out(f"wrote the {deployment} instance to {target}")
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """A Celery worker executing whole runs handed over by the distributed instance's run launcher."""
+    _prepare_environment(args.data_dir)
+    import dagster as dg
+    from dagster_celery.launcher import CeleryRunLauncher
+    from dagster_celery.tasks import create_execute_job_task, create_resume_job_task
+
+    with dg.DagsterInstance.get() as instance:
+        launcher = instance.run_launcher
+        if not isinstance(launcher, CeleryRunLauncher):
+            raise SystemExit(
+                "`karet worker` serves the Celery run launcher: set KARET_DEPLOYMENT=distributed"
+            )
+        # The launcher's own Celery app, so broker, backend and queue come from dagster.yaml on both ends.
+        app = launcher.celery
+        queue = launcher.default_queue
+    create_execute_job_task(app)
+    create_resume_job_task(app)
+    name = args.name or f"karet-{uuid.uuid4().hex[:6]}@%h"
+    app.worker_main(
+        [
+            "worker",
+            f"--concurrency={args.concurrency}",
+            "--prefetch-multiplier=1",
+            f"--loglevel={args.loglevel}",
+            "--without-gossip",
+            "--without-mingle",
+            "-Q",
+            queue,
+            "-n",
+            name,
+        ]
+    )
     return 0
 
 
@@ -201,11 +333,29 @@ def main(argv: list[str] | None = None) -> int:
     dev.add_argument("--api-port", type=int, default=8000)
     dev.add_argument("--dagster-port", type=int, default=3000)
     dev.add_argument("--code-server-port", type=int, default=4266)
+    dev.add_argument(
+        "--workers", type=int, help="Celery workers to start (distributed only; default 2 there, else 0)"
+    )
     dev.set_defaults(func=cmd_dev)
     api = commands.add_parser("api", help="serve the API alone")
     api.add_argument("--port", type=int, default=8000)
     api.add_argument("--data-dir")
     api.set_defaults(func=cmd_api)
+    worker = commands.add_parser(
+        "worker", help="a Celery worker running whole runs (KARET_DEPLOYMENT=distributed)"
+    )
+    worker.add_argument("--concurrency", type=int, default=1, help="runs executed at once by this worker")
+    worker.add_argument("--name", help="Celery node name (default karet-<random>@<host>)")
+    worker.add_argument("--loglevel", default="INFO")
+    worker.add_argument("--data-dir")
+    worker.set_defaults(func=cmd_worker)
+    yaml_cmd = commands.add_parser(
+        "instance-yaml",
+        help="print the dagster.yaml of KARET_DEPLOYMENT (or --deployment); --write installs it",
+    )
+    yaml_cmd.add_argument("--deployment", choices=DEPLOYMENTS)
+    yaml_cmd.add_argument("--write", action="store_true", help="write it to $DAGSTER_HOME/dagster.yaml")
+    yaml_cmd.set_defaults(func=cmd_instance_yaml)
     validate = commands.add_parser("validate", help="validate a pipeline.json file")
     validate.add_argument("file")
     validate.set_defaults(func=cmd_validate)

@@ -6,6 +6,7 @@ the same envelope; no stack trace reaches a client.
 """
 
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -41,7 +42,15 @@ STATUS_BY_ERROR: dict[type[KaretError], int] = {
     StoreError: 503,
 }
 
-_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large", 401: "unauthorized"}
+_HTTP_CODES = {
+    400: "invalid_json",  # FastAPI's "error parsing the body": bytes that are not even text
+    401: "unauthorized",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+}
+_ERROR_BODY = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+_FRAMEWORK_SCHEMAS = ("HTTPValidationError", "ValidationError")
 
 
 def status_for(error: KaretError) -> int:
@@ -60,7 +69,8 @@ def error_response(error: KaretError) -> JSONResponse:
 
 
 def register_error_handlers(app: FastAPI) -> None:
-    """Install the handlers that give every failure the Karet envelope."""
+    """Install the handlers that give every failure the Karet envelope, and document what they answer."""
+    _document_framework_errors(app)
 
     @app.exception_handler(KaretError)
     async def _karet(_: Request, exc: KaretError) -> JSONResponse:
@@ -83,3 +93,40 @@ def register_error_handlers(app: FastAPI) -> None:
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
         _log.exception("unhandled error", exc_info=exc)
         return JSONResponse({"error": "internal_error", "message": "internal server error"}, status_code=500)
+
+
+def _document_framework_errors(app: FastAPI) -> None:
+    """Make the OpenAPI document describe the envelope the framework handlers below really send.
+
+    FastAPI documents request validation errors as its own ``HTTPValidationError`` (``{"detail": [...]}``),
+    which ``_invalid`` replaces with ``invalid_request``; and it leaves out the 400 it raises for a model
+    body that is not even text.
+    """
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = generate()  # cached by FastAPI on the app; edited in place once
+            for item in document.get("paths", {}).values():
+                for operation in item.values():
+                    _envelope_framework_errors(operation)
+            for name in _FRAMEWORK_SCHEMAS:
+                document.get("components", {}).get("schemas", {}).pop(name, None)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _envelope_framework_errors(operation: dict[str, Any]) -> None:
+    responses = operation.get("responses", {})
+    invalid = responses.get("422", {}).get("content", {}).get("application/json", {}).get("schema", {})
+    if invalid.get("$ref", "").endswith("/HTTPValidationError"):
+        responses["422"] = {
+            "description": "invalid_request: a parameter or the body does not match",
+            "content": _ERROR_BODY,
+        }
+    body = operation.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema", {})
+    # A model FastAPI parses itself, maybe optional; raw-body routes read and answer on their own.
+    if any("$ref" in schema for schema in [body, *body.get("anyOf", [])]):
+        not_text = {"description": "invalid_json: the body is not text", "content": _ERROR_BODY}
+        responses.setdefault("400", not_text)

@@ -1,7 +1,11 @@
 """The one assembly point of the API: ``create_app`` wires settings, stores, instance, routers, errors."""
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 import dagster as dg
 from fastapi import Depends, FastAPI
+from starlette.concurrency import run_in_threadpool
 
 from karet_api.deps import require_user
 from karet_api.errors import register_error_handlers
@@ -19,16 +23,26 @@ from karet_api.routes import (
     worker,
 )
 from karet_api.services.reload import DefinitionsReloader
+from karet_defs.orchestration.launch import wait_for_background_runs
 from karet_defs.settings import Settings, get_settings
 from karet_defs.store.factory import build_stores
 
 PROTECTED_ROUTERS = (pipelines, transfer, config, dashboards, tables, jobs, preview, files)
+SHUTDOWN_GRACE_SECONDS = 60.0
+
+
+@asynccontextmanager
+async def _lifespan(_: FastAPI) -> AsyncIterator[None]:
+    yield
+    # Runs started by this process execute on its threads: let them finish rather than die mid-publish.
+    await run_in_threadpool(wait_for_background_runs, SHUTDOWN_GRACE_SECONDS)
 
 
 def create_app(settings: Settings | None = None, instance: dg.DagsterInstance | None = None) -> FastAPI:
     """Build the API over a store and a Dagster instance (``DAGSTER_HOME``'s when none is given)."""
     settings = settings or get_settings()
     app = FastAPI(
+        lifespan=_lifespan,
         title="Karet on Dagster",
         version="0.1.0",
         description="Karet's HTTP API; jobs are Dagster runs, table facts come from Dagster asset metadata.",

@@ -1,12 +1,15 @@
 """Settings read from the environment, in one place: which store (local directory or S3) and its secrets.
 
 An empty ``S3_BUCKET`` selects the embedded default, a local directory (``KARET_DATA_DIR``) with the same key
-layout as the bucket. Nothing here is read at import time: call ``Settings()`` (or ``get_settings()``).
+layout as the bucket. ``KARET_DEPLOYMENT`` picks the Dagster instance (``karet_defs/instance/<name>.yaml``)
+and, with it, how the API starts runs. Nothing here is read at import time: call ``Settings()`` (or
+``get_settings()``).
 """
 
 import tempfile
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -58,6 +61,16 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("KARET_ORPHAN_AFTER_SECONDS", "orphan_after_seconds"),
         description="A run still running this long after its last event is shown failed (Karet's 10 min).",
     )
+    deployment: Literal["embedded", "production", "distributed"] = Field(
+        default="embedded",
+        validation_alias=AliasChoices("KARET_DEPLOYMENT", "deployment"),
+        description=(
+            "Which shipped Dagster instance to use: `embedded` (SQLite; the API executes runs itself), "
+            "`production` (Postgres, S3 compute logs) or `distributed` (production + Celery run launcher). "
+            "Outside `embedded` the API submits runs to the webserver at `KARET_DAGSTER_URL`, so Dagster's "
+            "queue, per-pipeline limit and run launcher apply to them."
+        ),
+    )
 
     cache_dir: Path | None = Field(
         default=None,
@@ -68,6 +81,11 @@ class Settings(BaseSettings):
     @property
     def uses_s3(self) -> bool:
         return bool(self.s3_bucket)
+
+    @property
+    def queues_runs(self) -> bool:
+        """Whether API runs go through Dagster's run queue rather than execute in the API process."""
+        return self.deployment != "embedded"
 
     @property
     def engine_cache_dir(self) -> Path:

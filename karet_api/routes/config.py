@@ -48,6 +48,7 @@ def read_config(slug: str, stores: StoreDep) -> Response:
     responses=error_responses(
         (401, "not signed in"),
         (412, "etag_mismatch: `If-Match` is not the stored config's ETag"),
+        (413, "payload_too_large: body over 5 MiB"),
         (422, "invalid_json (the body is not JSON) or invalid_slug"),
         *_STORE_ERRORS,
     ),
@@ -63,7 +64,7 @@ async def write_config(
 ) -> ConfigSaved:
     """Store the body verbatim (any JSON; validation is separate), only over `If-Match` when given."""
     slug = sanitise_slug(slug)
-    body = await request.body()
+    body = await validation.read_config_body(request)
     before = await run_in_threadpool(_stored_structure, stores, slug)
     etag = await run_in_threadpool(pipelines.write_config, stores, slug, body, if_match)
     # Only a change of structure needs new definitions; an edit of expressions is read at run time.
@@ -78,6 +79,7 @@ async def write_config(
     response_model=Ok,
     responses=error_responses(
         (401, "not signed in"),
+        (413, "payload_too_large: body over 5 MiB"),
         (422, "invalid config: `error` is the first error's kind, `details` all of them; or invalid_slug"),
     ),
     openapi_extra=_JSON_BODY,
@@ -85,7 +87,7 @@ async def write_config(
 async def validate_config(slug: str, request: Request) -> Ok:
     """Validate a candidate pipeline.json as the worker's `/config/validate` does."""
     sanitise_slug(slug)
-    validation.validate_config(await request.body())
+    validation.validate_config(await validation.read_config_body(request))
     return Ok()
 
 

@@ -1,5 +1,35 @@
 """Routes of `/api/events`: the S3 event webhook (public, authenticated by a shared secret)."""
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
+
+from karet_api.deps import SettingsDep
+from karet_api.schemas.common import error_responses
+from karet_api.schemas.events import EventsReceived
+from karet_api.services import events
 
 router = APIRouter(prefix="/api", tags=["events"])
+
+
+@router.post(
+    "/events/s3",
+    response_model=EventsReceived,
+    responses=error_responses(
+        (400, "invalid_json: the body is not JSON"),
+        (401, "unauthorized: missing or invalid webhook secret (always, when KARET_WEBHOOK_SECRET is unset)"),
+        (413, "payload_too_large: body over 1 MiB"),
+        (503, "s3_error: an object named by an event could not be looked up"),
+    ),
+    openapi_extra={
+        "requestBody": {"content": {"application/json": {"schema": {"type": "object"}}}, "required": True}
+    },
+)
+async def s3_events(request: Request, settings: SettingsDep) -> EventsReceived:
+    """RustFS/MinIO/AWS `ObjectCreated` records: each pipeline reading a created key is scheduled once.
+
+    The secret goes in `Authorization: Bearer`, `X-Webhook-Secret` or `?secret=`. Records of other
+    buckets than the lake, keys outside every source prefix and keys under `clean/` are counted, not run.
+    """
+    events.check_webhook_secret(request, settings)
+    records = events.parse_records(await events.read_body(request, limit=events.WEBHOOK_BODY_LIMIT))
+    return await run_in_threadpool(events.handle_records, events.auto_runs(request.app), records)

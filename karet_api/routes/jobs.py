@@ -1,4 +1,8 @@
-"""Jobs of a pipeline: Dagster runs in Karet's record shape; starting one returns at once."""
+"""Jobs of a pipeline: Dagster runs in Karet's record shape; starting one returns at once.
+
+Starting executes the run in the API process on the embedded default and submits it to Dagster's queue
+otherwise (``KARET_DEPLOYMENT``, see ``services.runs``); either way the history is read from run storage.
+"""
 
 from typing import Annotated
 
@@ -8,9 +12,9 @@ from karet_api.deps import InstanceDep, SettingsDep, StoreDep
 from karet_api.schemas.common import error_responses
 from karet_api.schemas.jobs import JobCreated, JobList
 from karet_api.services.jobs import get_job, list_jobs
+from karet_api.services.runs import start_run
 from karet_defs.catalog import read_pipeline
 from karet_defs.errors import NotFound, Unprocessable
-from karet_defs.orchestration.launch import start_pipeline_run
 
 router = APIRouter(prefix="/api", tags=["jobs"])
 
@@ -34,6 +38,7 @@ def jobs_of_pipeline(
         (401, "not signed in"),
         (404, "pipeline_config_not_found"),
         (422, "no_tables: the pipeline has no analytic table to run"),
+        (500, "dagster_unavailable: the Dagster webserver did not accept the run (queued deployments)"),
     ),
 )
 def start_job(
@@ -46,8 +51,8 @@ def start_job(
     """Start a run of the whole pipeline and answer at once with its `running` record."""
     if not read_pipeline(stores, slug).analytic_tables:
         raise Unprocessable(f"pipeline `{slug}` has no analytic tables to run", code="no_tables")
-    prepared, _ = start_pipeline_run(instance, slug, trigger="manual", clean_run=clean == "true")
-    record = get_job(instance, prepared.run_id, orphan_after=settings.orphan_after_seconds)
+    run_id = start_run(instance, settings, slug, trigger="manual", clean_run=clean == "true")
+    record = get_job(instance, run_id, orphan_after=settings.orphan_after_seconds)
     assert record is not None
     return JobCreated(job=record.model_copy(update={"status": "running"}))
 

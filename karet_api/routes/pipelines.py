@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter
 
-from karet_api.deps import ReloaderDep, StoreDep
+from karet_api.deps import InstanceDep, ReloaderDep, SettingsDep, StoreDep
 from karet_api.schemas.common import error_responses
 from karet_api.schemas.pipelines import (
     PipelineCreate,
@@ -55,13 +55,17 @@ def create_pipeline(request: PipelineCreate, stores: StoreDep, reloader: Reloade
     responses=error_responses(
         (401, "not signed in"),
         (404, "not_found: no object under `pipelines/<slug>/`"),
+        (409, "pipeline_busy: a run of the pipeline is queued or running"),
         (422, "invalid_slug"),
         *_STORE_ERRORS,
     ),
 )
-def delete_pipeline(slug: str, stores: StoreDep, reloader: ReloaderDep) -> PipelineDeleted:
+def delete_pipeline(
+    slug: str, stores: StoreDep, reloader: ReloaderDep, instance: InstanceDep, settings: SettingsDep
+) -> PipelineDeleted:
     """Delete every object under `pipelines/<slug>/` in the three buckets."""
     slug = sanitise_slug(slug)
+    pipelines.ensure_idle(instance, slug, orphan_after=settings.orphan_after_seconds)
     deleted = pipelines.delete_pipeline(stores, slug)
     reloader.request()
     return PipelineDeleted(pipeline=slug, deleted=deleted)
@@ -74,16 +78,22 @@ def delete_pipeline(slug: str, stores: StoreDep, reloader: ReloaderDep) -> Pipel
     responses=error_responses(
         (401, "not signed in"),
         (404, "not_found: no object under `pipelines/<slug>/`"),
-        (409, "already_exists: the new slug has a pipeline.json"),
+        (409, "already_exists: the new slug has a pipeline.json; pipeline_busy: a run is queued or running"),
         (422, "invalid_slug (either side) or unchanged"),
         *_STORE_ERRORS,
     ),
 )
 def rename_pipeline(
-    slug: str, request: PipelineRename, stores: StoreDep, reloader: ReloaderDep
+    slug: str,
+    request: PipelineRename,
+    stores: StoreDep,
+    reloader: ReloaderDep,
+    instance: InstanceDep,
+    settings: SettingsDep,
 ) -> PipelineRenamed:
     """Rename: copy every object to the new prefix (config last, prefixes rewritten), then delete the old."""
     old, new = sanitise_slug(slug), sanitise_slug(request.new_slug)
+    pipelines.ensure_idle(instance, old, orphan_after=settings.orphan_after_seconds)
     moved = pipelines.rename_pipeline(stores, old, new)
     reloader.request()
     return PipelineRenamed(from_=old, to=new, moved=moved)

@@ -14,6 +14,7 @@ from karet_defs.config.models import AnalyticTable, Pipeline
 from karet_defs.config.validate import parse_pipeline
 from karet_defs.engine.tables import iter_rows_json
 from karet_defs.errors import ConfigParseFailed, ConfigSchemaError, NotFound, ObjectNotFound, PipelineNotFound
+from karet_defs.slugs import sanitise_slug
 from karet_defs.store import keys
 from karet_defs.store.base import Stores
 
@@ -43,10 +44,16 @@ def _table(pipeline: Pipeline, slug: str, table_id: str) -> AnalyticTable:
     "/p/{slug}/tables",
     response_model=TableList,
     response_model_by_alias=True,
-    responses=error_responses((401, "not signed in"), (404, "pipeline_not_found")),
+    responses=error_responses(
+        (400, "config_parse_failed: the stored config is not a pipeline config"),
+        (401, "not signed in"),
+        (404, "pipeline_not_found"),
+        (422, "invalid_slug"),
+    ),
 )
 def list_tables(slug: str, stores: StoreDep, instance: InstanceDep) -> TableList:
     """Every analytic table in config order, with its file count and its latest materialization's facts."""
+    slug = sanitise_slug(slug)
     pipeline = _pipeline(stores, slug)
     tables = []
     for table in pipeline.analytic_tables:
@@ -74,7 +81,12 @@ def list_tables(slug: str, stores: StoreDep, instance: InstanceDep) -> TableList
     response_class=StreamingResponse,
     responses={
         200: {"content": {"application/json": {"schema": {"type": "object", "properties": {"rows": {}}}}}},
-        **error_responses((401, "not signed in"), (404, "pipeline_not_found or table_not_found")),
+        **error_responses(
+            (400, "config_parse_failed: the stored config is not a pipeline config"),
+            (401, "not signed in"),
+            (404, "pipeline_not_found or table_not_found"),
+            (422, "invalid_slug"),
+        ),
     },
 )
 def table_rows(
@@ -85,6 +97,7 @@ def table_rows(
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> StreamingResponse:
     """`{"rows": [...]}` streamed, Hive partition columns restored; `limit`/`offset` page through it."""
+    slug = sanitise_slug(slug)
     table = _table(_pipeline(stores, slug), slug, table_id)
     chunks = iter_rows_json(stores.warehouse, slug, table, limit=limit, offset=offset)
     first = next(chunks)  # list the files before answering, so a store failure is still a clean error

@@ -3,7 +3,7 @@
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import PlainTextResponse
 
-from karet_api.deps import InstanceDep, StoreDep, require_worker_token
+from karet_api.deps import InstanceDep, SettingsDep, StoreDep, require_worker_token
 from karet_api.schemas.common import ErrorBody, Ok
 from karet_api.schemas.worker import WorkerRunRequest, WorkerRunResult
 from karet_api.services import validation
@@ -13,6 +13,7 @@ from karet_defs.catalog import slug_from_pipeline_prefix
 router = APIRouter(tags=["worker"])
 _errors = {
     401: {"model": ErrorBody, "description": "missing or invalid bearer token"},
+    413: {"model": ErrorBody, "description": "payload_too_large: body over 5 MiB"},
     422: {
         "model": ErrorBody,
         "description": "invalid config: `error` is the first error's kind, `details` all",
@@ -36,7 +37,7 @@ def health() -> str:
 )
 async def validate_config(request: Request) -> Ok:
     """Validate a candidate pipeline.json: 200 `{"ok": true}` or 422 with every error in `details`."""
-    validation.validate_config(await request.body())
+    validation.validate_config(await validation.read_config_body(request))
     return Ok()
 
 
@@ -50,10 +51,14 @@ async def validate_config(request: Request) -> Ok:
     },
     dependencies=[Depends(require_worker_token)],
 )
-async def run_job(request: WorkerRunRequest, stores: StoreDep, instance: InstanceDep) -> WorkerRunResult:
+async def run_job(
+    request: WorkerRunRequest, stores: StoreDep, instance: InstanceDep, settings: SettingsDep
+) -> WorkerRunResult:
     """Run a whole pipeline as one Dagster run and answer when it ends."""
     slug = slug_from_pipeline_prefix(request.pipeline_prefix)
-    outcome = await run_pipeline_to_end(stores, instance, slug, trigger="api", clean_run=request.clean_run)
+    outcome = await run_pipeline_to_end(
+        stores, instance, slug, trigger="api", clean_run=request.clean_run, settings=settings
+    )
     errors = list(outcome.errors)
     if outcome.failure:
         errors.append(f"run failed: {outcome.failure}")

@@ -3,8 +3,10 @@
 A pipeline is every object under ``pipelines/<slug>/`` in the three buckets (one store when they share a
 bucket); it exists for listings once ``pipeline.json`` does. So creating writes the config first, with a
 conditional put that lets the store pick one winner among concurrent creates, while renaming writes it last,
-once every other object has been copied, and deletes the old prefix only after that. The config API is a
-compare-and-swap on the store's own conditional put (REFERENCE §4.4, SPEC §6).
+once every other object has been copied, and deletes the old prefix only after that. Renaming or deleting a
+pipeline while one of its runs is queued or running is refused (``pipeline_busy``): the run would go on
+writing under the old prefix. The config API is a compare-and-swap on the store's own conditional put
+(REFERENCE §4.4, SPEC §6).
 """
 
 import contextlib
@@ -15,8 +17,10 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
+import dagster as dg
 import yaml
 
+from karet_api.services.jobs import job_record
 from karet_defs.errors import (
     Conflict,
     DashboardNotFound,
@@ -27,6 +31,7 @@ from karet_defs.errors import (
     PreconditionFailed,
     Unprocessable,
 )
+from karet_defs.orchestration.jobs import TAG_PIPELINE
 from karet_defs.slugs import relocate_path_prefixes, sanitise_slug
 from karet_defs.store import keys
 from karet_defs.store.base import ObjectInfo, ObjectStore, Stores, normalise_etag
@@ -40,6 +45,13 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 DASHBOARDS_DIR = "dashboards/"
 _DASHBOARD_TYPES = {".json": JSON_TYPE, ".yaml": YAML_TYPE, ".yml": YAML_TYPE}
 _CONFIG_READ_ATTEMPTS = 3
+_UNFINISHED = [
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+    dg.DagsterRunStatus.CANCELING,
+]
 
 
 def distinct_stores(stores: Stores) -> list[ObjectStore]:
@@ -64,6 +76,19 @@ def ensure_slug_free(stores: Stores, slug: str) -> None:
     """``Conflict`` when ``pipelines/<slug>/pipeline.json`` exists."""
     if stores.pipelines.head(keys.config_key(slug)) is not None:
         raise already_exists(slug)
+
+
+def ensure_idle(instance: dg.DagsterInstance, slug: str, *, orphan_after: float) -> None:
+    """``pipeline_busy`` (409) while a run of the pipeline is queued or running (orphans do not count)."""
+    records = instance.get_run_records(dg.RunsFilter(tags={TAG_PIPELINE: slug}, statuses=_UNFINISHED))
+    active = [r for r in records if job_record(instance, r, orphan_after=orphan_after).status != "failed"]
+    if active:
+        raise Conflict(
+            f"pipeline `{slug}` has a run in progress ({active[0].dagster_run.run_id}); "
+            "try again when it has ended",
+            code="pipeline_busy",
+            extra={"pipeline": slug},
+        )
 
 
 def discard(written: Iterable[tuple[ObjectStore, str]]) -> None:
@@ -183,7 +208,7 @@ def write_config(stores: Stores, slug: str, body: bytes, if_match: str | None) -
     """Store ``body`` verbatim if it is JSON, only over ``if_match`` when given; return the new ETag."""
     try:
         json.loads(body)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested deeper than the decoder goes
         raise Unprocessable(f"invalid_json: {exc}", code="invalid_json", extra={"ok": False}) from exc
     key = keys.config_key(slug)
     expected = normalise_etag(if_match) if if_match is not None else None

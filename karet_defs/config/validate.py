@@ -32,6 +32,8 @@ from karet_defs.config.walk import iter_nodes
 from karet_defs.errors import ConfigSchemaError, ValidationFailed
 
 MAX_DEPTH = 256
+# Karet's own configs are a few KiB; a lookup of thousands of rows stays far below this.
+MAX_CONFIG_BYTES = 5 * 1024 * 1024
 SUPPORTED_MATCHES = ("keyword_substring", "exact")
 
 IssueKind = Literal["missing_field", "duplicate_id", "dangling_reference", "schema"]
@@ -316,6 +318,11 @@ def _reject_constant(name: str) -> Any:
 def _decode(raw: object) -> dict[str, Any]:
     if isinstance(raw, dict):
         return raw
+    if isinstance(raw, bytes | bytearray | str) and len(raw) > MAX_CONFIG_BYTES:
+        # Bounded before decoding: a 100 MB expression would otherwise cost seconds and gigabytes to refuse.
+        raise ConfigSchemaError(
+            f"config is {len(raw)} bytes long; the limit is {MAX_CONFIG_BYTES} bytes (5 MiB)"
+        )
     if isinstance(raw, bytes | bytearray):
         try:
             text = bytes(raw).decode("utf-8-sig")

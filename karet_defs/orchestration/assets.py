@@ -1,11 +1,15 @@
 """The assets of one pipeline: external specs for sources and lookups, one multi-asset for its tables.
 
 Structure comes from the config read when the code location loads; the body re-reads ``pipeline.json`` when
-it runs, so an edit of expressions or lookups takes effect on the next run without a reload.
+it runs, so an edit of expressions or lookups takes effect on the next run without a reload. The engine runs
+under the pipeline's exclusive lock on this host, so two runs of one pipeline never write at the same time.
 """
 
+import fcntl
 import json
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import dagster as dg
 
@@ -24,6 +28,7 @@ from karet_defs.orchestration.jobs import (
     run_tags,
 )
 from karet_defs.orchestration.resources import StoreResource
+from karet_defs.settings import Settings
 from karet_defs.store import keys
 from karet_defs.store.factory import build_stores
 
@@ -155,35 +160,62 @@ def build_pipeline_assets(pipeline: Pipeline, slug: str) -> dg.AssetsDefinition:
         settings = store.settings()
         stores = build_stores(settings)
         try:
-            report = run_pipeline(
-                stores,
-                slug,
-                clean_run=clean_run,
-                table_ids=selected,
-                log=context.log,
-                cache_dir=settings.engine_cache_dir,
-            )
+            with _pipeline_lock(settings, slug, context.log):
+                report = run_pipeline(
+                    stores,
+                    slug,
+                    clean_run=clean_run,
+                    table_ids=selected,
+                    log=context.log,
+                    cache_dir=settings.engine_cache_dir,
+                )
         except KaretError as exc:
-            raise dg.Failure(
-                description=f"{exc.code}: {exc.message}",
-                metadata={"error": exc.code, "message": exc.message},
-                allow_retries=False,
-            ) from exc
+            raise _failure(exc) from exc
         context.instance.add_run_tags(context.run_id, _summary_tags(report))
         current = stores.warehouse
         for table in tables:
             if table.id not in selected:
                 continue
             table_report = report.tables[table.id]
+            try:
+                stats = table_stats(current, slug, table.id)
+            except KaretError as exc:  # the store failed after the engine: the run's cause, with its code
+                raise _failure(exc) from exc
             yield dg.MaterializeResult(
                 asset_key=table_key(slug, table.id),
-                metadata=_table_metadata(
-                    slug, table, table_report, report, table_stats(current, slug, table.id)
-                ),
+                metadata=_table_metadata(slug, table, table_report, report, stats),
             )
             yield from _check_results(slug, table, table_report)
 
     return _run
+
+
+def _failure(exc: KaretError) -> dg.Failure:
+    return dg.Failure(
+        description=f"{exc.code}: {exc.message}",
+        metadata={"error": exc.code, "message": exc.message},
+        allow_retries=False,
+    )
+
+
+@contextmanager
+def _pipeline_lock(settings: Settings, slug: str, log) -> Iterator[None]:
+    """Hold the pipeline's write lock on this host while its engine runs.
+
+    Dagster's pool (one slot per pipeline) is not enough on the embedded SQLite instance: its slot claims are
+    not atomic across processes, so a run executed by the API and one launched from the UI could both get
+    the slot. ``flock`` is, and the kernel releases it when its process dies, even by ``kill -9``. Across
+    hosts, runs come from Dagster's queue, whose tag limit allows one per pipeline.
+    """
+    folder = settings.engine_cache_dir
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / f"{slug}.lock", "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("another run of %s is writing; waiting for it to end", slug)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
 
 
 def _summary_tags(report: RunReport) -> dict[str, str]:

@@ -1,18 +1,28 @@
-"""Executing a pipeline job as a real Dagster run in the calling process, recorded in the instance.
+"""Starting a pipeline job as a real Dagster run: executed in the calling process, or submitted to the queue.
 
 The job is reconstructed from this package's definitions module (not built ad hoc), so a run started here is
-the same job, with the same tags and code origin, as one started from the Dagster UI.
+the same job, with the same tags and code origin, as one started from the Dagster UI. Outside the embedded
+default, ``submit_pipeline_run`` hands the run to the webserver instead, so Dagster's queue (one run per
+pipeline) and its run launcher (Celery workers, Kubernetes pods) execute it.
 """
 
 import json
 import os
 import threading
+import time
+import weakref
 from dataclasses import dataclass
+from functools import partial
+from typing import Any
+from urllib.parse import urlparse
 
 import dagster as dg
 from dagster._core.definitions.reconstruct import ReconstructableJob, ReconstructableRepository
+from dagster._core.definitions.repository_definition import SINGLETON_REPOSITORY_NAME
 from dagster._core.execution.api import execute_run
+from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
 
+from karet_defs.errors import KaretError
 from karet_defs.orchestration.jobs import (
     TAG_ERRORS,
     TAG_FILES_PROCESSED,
@@ -22,6 +32,7 @@ from karet_defs.orchestration.jobs import (
 )
 
 DEFINITIONS_MODULE = "karet_defs.definitions"
+LOCATION_NAME = "karet"
 
 
 @dataclass(frozen=True)
@@ -36,6 +47,11 @@ class RunOutcome:
 
 def _repository() -> ReconstructableRepository:
     return ReconstructableRepository.for_module(DEFINITIONS_MODULE, "defs", working_directory=os.getcwd())
+
+
+def pipeline_run_config(slug: str, *, clean_run: bool) -> dict[str, Any]:
+    """The run config of a pipeline job: the tables' multi-asset takes ``clean_run``."""
+    return {"ops": {f"run_{dagster_name(slug)}": {"config": {"clean_run": clean_run}}}}
 
 
 @dataclass(frozen=True)
@@ -58,16 +74,25 @@ def create_pipeline_run(
     job_def = job.get_definition()
     run = instance.create_run_for_job(
         job_def=job_def,
-        run_config={"ops": {f"run_{dagster_name(slug)}": {"config": {"clean_run": clean_run}}}},
+        run_config=pipeline_run_config(slug, clean_run=clean_run),
         tags={**job_def.run_tags, **run_tags(slug, trigger=trigger, clean_run=clean_run)},
         job_code_origin=job.get_python_origin(),
     )
     return PreparedRun(job, run)
 
 
+# Dagster reconfigures logging (``logging.config.dictConfig``) each time a run starts, holding logging's
+# module lock while it takes every handler's lock; a run logging an event on another thread holds its
+# handler's lock while its storage write needs the module lock, so two runs executing at once in one process
+# can deadlock it (the API included). Runs executed in this process therefore take turns; Dagster's queue
+# and pools still order them against runs of other processes.
+_IN_PROCESS_RUNS = threading.Lock()
+
+
 def execute_prepared_run(instance: dg.DagsterInstance, prepared: PreparedRun) -> RunOutcome:
     """Execute a recorded run in this process (in-process executor) and return its Karet summary."""
-    execute_run(prepared.job, prepared.run, instance, raise_on_error=False)
+    with _IN_PROCESS_RUNS:
+        execute_run(prepared.job, prepared.run, instance, raise_on_error=False)
     return outcome_of_run(instance, prepared.run_id)
 
 
@@ -91,8 +116,73 @@ def start_pipeline_run(
         name=f"karet-run-{prepared.run_id}",
         daemon=True,
     )
+    with _background_lock:
+        _background.add(worker)
     worker.start()
     return prepared, worker
+
+
+_background: "weakref.WeakSet[threading.Thread]" = weakref.WeakSet()
+_background_lock = threading.Lock()
+
+
+def wait_for_background_runs(timeout: float) -> None:
+    """Let runs started in this process finish (bounded), so a shutdown never cuts one off mid-publish."""
+    deadline = time.monotonic() + timeout
+    with _background_lock:
+        workers = list(_background)
+    for worker in workers:
+        worker.join(max(0.0, deadline - time.monotonic()))
+
+
+def submit_pipeline_run(dagster_url: str, slug: str, *, trigger: str, clean_run: bool = False) -> str:
+    """Queue a run of the pipeline's job through the webserver's GraphQL API; return its run id at once.
+
+    A job the webserver does not know yet (a pipeline created a moment ago, its reload still running) gets
+    one synchronous reload of the code location and a second try.
+    """
+    if not dagster_url:
+        raise KaretError(
+            "KARET_DAGSTER_URL must name the Dagster webserver when runs go through Dagster's queue",
+            code="dagster_unavailable",
+        )
+    try:
+        client = _graphql_client(dagster_url)
+        submit = partial(
+            client.submit_job_execution,
+            dagster_name(slug),
+            repository_location_name=LOCATION_NAME,
+            repository_name=SINGLETON_REPOSITORY_NAME,
+            run_config=pipeline_run_config(slug, clean_run=clean_run),
+            tags=run_tags(slug, trigger=trigger, clean_run=clean_run),
+        )
+        try:
+            return submit()
+        except DagsterGraphQLClientError as exc:
+            if exc.args[:1] not in (("PipelineNotFoundError",), ("JobNotFoundError",)):
+                raise
+            client.reload_repository_location(LOCATION_NAME)
+            return submit()
+    except DagsterGraphQLClientError as exc:
+        # The client's messages can carry the whole query text; first lines say what went wrong.
+        reason = ": ".join(_first_line(a) for a in (*exc.args, exc.__cause__) if a and str(a).strip())
+        raise KaretError(
+            f"the Dagster webserver did not accept the run of `{slug}`: {reason}", code="dagster_unavailable"
+        ) from exc
+
+
+def _first_line(value: object) -> str:
+    return str(value).strip().splitlines()[0][:200]
+
+
+def _graphql_client(dagster_url: str) -> DagsterGraphQLClient:
+    url = urlparse(dagster_url)
+    return DagsterGraphQLClient(
+        url.hostname or "127.0.0.1",
+        port_number=url.port,
+        use_https=url.scheme == "https",
+        path_prefix=url.path.rstrip("/"),
+    )
 
 
 def outcome_of_run(instance: dg.DagsterInstance, run_id: str) -> RunOutcome:

@@ -1,0 +1,205 @@
+"""The raw-files sensor of a pipeline, and the coverage records it shares with the S3 event webhook.
+
+A tick lists the pipeline's source prefixes (baked in when the code location loads: no per-tick GET of
+``pipeline.json``), compares them with its ``ChangeCursor`` (``karet_defs.store.changes``) and asks for at
+most one run for the whole batch, ``run_key`` = digest of the batch's (key, ETag, stamp) versions. With no
+cursor (a new pipeline) every existing file is new: they run once, on the first tick (pitfall 7); the
+cursor lives in Dagster's instance, so a restart of the daemon re-runs nothing.
+
+One run per file version: every run lists and reads *all* files under the prefixes, so a version is covered
+by any run started after it became visible. Both triggers record what they covered in Dagster's key-value
+store (``karet/coverage/<webhook|sensor>/<slug>``, each a ``ChangeCursor``, bounded the same way): the
+webhook when the run it starts is created, the sensor when it asks for one. A tick drops versions the
+webhook covered; the webhook drops events for versions either trigger covered (redeliveries, late events,
+an API restart). The sensor ignores its *own* record on purpose: if the daemon dies between a tick and the
+launch, the unchanged cursor makes the next tick ask again. A tick also waits (keeping its cursor) while a
+run of the pipeline is queued or running, or ended less than ``RUN_END_GRACE_SECONDS`` ago: the webhook's
+follow-up run is created the moment the current one ends, and its claims land just after. Records are
+read-modify-written without a cross-process lock: a lost update only drops a claim, which can cost one
+extra run, never a missed file.
+"""
+
+import threading
+import time
+
+import dagster as dg
+
+from karet_defs.config.models import Pipeline
+from karet_defs.engine.read import SOURCE_EXTENSIONS
+from karet_defs.orchestration.jobs import TAG_PIPELINE, dagster_name, run_tags
+from karet_defs.orchestration.resources import StoreResource
+from karet_defs.settings import Settings
+from karet_defs.store.base import Stores
+from karet_defs.store.changes import ChangeCursor, Watch, batch_digest, detect_changes, list_watched
+from karet_defs.store.factory import build_stores
+from karet_defs.store.s3 import S3Store
+
+# The webhook starts runs at once; the sensor is the safety net for missed events and buckets without
+# notifications. 30 s keeps that net tight while 200 idle pipelines cost ~7 listings per second.
+SENSOR_INTERVAL_SECONDS = 30
+RUN_END_GRACE_SECONDS = 10.0
+WEBHOOK = "webhook"
+SENSOR = "sensor"
+_ACTIVE_STATUSES = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+    dg.DagsterRunStatus.CANCELING,
+]
+_FINISHED_STATUSES = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]
+
+
+def sensor_name(slug: str) -> str:
+    return f"{dagster_name(slug)}_raw_files"
+
+
+def raw_files_watch(pipeline: Pipeline, slug: str) -> Watch:
+    """The pipeline's source prefixes and the extensions its engine reads there."""
+    return Watch(
+        tuple(
+            (source.resolved_prefix(slug), SOURCE_EXTENSIONS[source.format])
+            for source in pipeline.source_containers
+        )
+    )
+
+
+def build_raw_files_sensor(
+    pipeline: Pipeline,
+    slug: str,
+    *,
+    minimum_interval_seconds: int = SENSOR_INTERVAL_SECONDS,
+    grace_seconds: float = RUN_END_GRACE_SECONDS,
+) -> dg.SensorDefinition:
+    """A sensor asking for one run of the pipeline's job per batch of new or changed raw files.
+
+    It starts RUNNING: "drop a CSV in the bucket and the tables update" must work without a click in the UI.
+    """
+    watch = raw_files_watch(pipeline, slug)
+
+    @dg.sensor(
+        name=sensor_name(slug),
+        job_name=dagster_name(slug),
+        minimum_interval_seconds=minimum_interval_seconds,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=f"New or changed raw files under {', '.join(watch.prefixes())} run pipeline `{slug}`",
+    )
+    def _raw_files(context: dg.SensorEvaluationContext, store: StoreResource) -> dg.SensorResult:
+        settings = store.settings()
+        changes = detect_changes(
+            list_watched(_stores_for(settings).lake, watch), ChangeCursor.from_json(context.cursor)
+        )
+        cursor = changes.cursor.to_json()
+        if not changes.changed:
+            return dg.SensorResult(skip_reason="no new or changed raw files", cursor=cursor)
+        covered = read_coverage(context.instance, WEBHOOK, slug)
+        fresh = [info for info in changes.changed if not covered.covers(info)]
+        if not fresh:
+            reason = f"{len(changes.changed)} new or changed file(s), all covered by webhook runs"
+            return dg.SensorResult(skip_reason=reason, cursor=cursor)
+        busy = active_run(context.instance, slug, stale_after=settings.orphan_after_seconds)
+        if busy is None and ended_within(context.instance, slug, grace_seconds):
+            busy = "that just ended"
+        if busy is not None:
+            # Keep the old cursor: the same files are looked at again once the pipeline is idle.
+            return dg.SensorResult(
+                skip_reason=f"{len(fresh)} new or changed file(s) wait for run {busy} of `{slug}`"
+            )
+        write_coverage(context.instance, SENSOR, slug, changes.cursor)
+        context.log.info("%d new or changed file(s) for `%s`, e.g. %s", len(fresh), slug, fresh[0].key)
+        request = dg.RunRequest(
+            run_key=f"{len(fresh)}:{batch_digest(fresh)}", tags=run_tags(slug, trigger="sensor")
+        )
+        return dg.SensorResult(run_requests=[request], cursor=cursor)
+
+    return _raw_files
+
+
+def coverage_key(trigger: str, slug: str) -> str:
+    return f"karet/coverage/{trigger}/{slug}"
+
+
+def read_coverage(instance: dg.DagsterInstance, trigger: str, slug: str) -> ChangeCursor:
+    """The versions runs started by ``trigger`` have covered."""
+    key = coverage_key(trigger, slug)
+    return ChangeCursor.from_json(instance.daemon_cursor_storage.get_cursor_values({key}).get(key))
+
+
+def write_coverage(instance: dg.DagsterInstance, trigger: str, slug: str, cursor: ChangeCursor) -> None:
+    instance.daemon_cursor_storage.set_cursor_values({coverage_key(trigger, slug): cursor.to_json()})
+
+
+_claim_lock = threading.Lock()
+
+
+def claim_for_webhook(instance: dg.DagsterInstance, slug: str, claim: ChangeCursor) -> None:
+    """Record that a webhook run, just created, covers these versions (and every older visible one)."""
+    if claim.hwm is None:
+        return
+    with _claim_lock:
+        write_coverage(instance, WEBHOOK, slug, read_coverage(instance, WEBHOOK, slug).merge(claim))
+
+
+def active_run(instance: dg.DagsterInstance, slug: str, *, stale_after: float) -> str | None:
+    """The id of a queued or running run of the pipeline, ignoring runs silent for over ``stale_after`` s."""
+    records = instance.get_run_records(
+        dg.RunsFilter(tags={TAG_PIPELINE: slug}, statuses=_ACTIVE_STATUSES), limit=5
+    )
+    return next((r.dagster_run.run_id for r in records if _is_active(instance, r, stale_after)), None)
+
+
+def run_is_active(instance: dg.DagsterInstance, run_id: str, *, stale_after: float) -> bool:
+    """Whether one run is still queued or running (and not silent for over ``stale_after`` s)."""
+    records = instance.get_run_records(dg.RunsFilter(run_ids=[run_id]), limit=1)
+    return bool(records) and _is_active(instance, records[0], stale_after)
+
+
+def _is_active(instance: dg.DagsterInstance, record: dg.RunRecord, stale_after: float) -> bool:
+    # A run whose process died keeps its status forever: after ``stale_after`` s of silence (the orphan
+    # rule of the job history) it no longer holds the pipeline. A queued run is legitimately silent.
+    status = record.dagster_run.status
+    if status not in _ACTIVE_STATUSES:
+        return False
+    return status == dg.DagsterRunStatus.QUEUED or _silent_for(instance, record) <= stale_after
+
+
+def ended_within(instance: dg.DagsterInstance, slug: str, seconds: float) -> bool:
+    """Whether the pipeline's newest finished run ended less than ``seconds`` ago."""
+    if seconds <= 0:
+        return False
+    records = instance.get_run_records(
+        dg.RunsFilter(tags={TAG_PIPELINE: slug}, statuses=_FINISHED_STATUSES), limit=1
+    )
+    if not records:
+        return False
+    ended = records[0].end_time or records[0].update_timestamp.timestamp()
+    return time.time() - ended < seconds
+
+
+def _silent_for(instance: dg.DagsterInstance, record: dg.RunRecord) -> float:
+    events = instance.get_records_for_run(record.dagster_run.run_id, ascending=False, limit=1).records
+    last = events[0].timestamp if events else record.update_timestamp.timestamp()
+    return time.time() - last
+
+
+# Ticks reuse stores (and their boto3 client): building a client costs more CPU than an idle tick.
+_STORES_CACHE_SIZE = 8
+_stores_lock = threading.Lock()
+_stores_cache: dict[str, Stores] = {}
+
+
+def _stores_for(settings: Settings) -> Stores:
+    key = settings.model_dump_json()
+    with _stores_lock:
+        stores = _stores_cache.get(key)
+        if stores is None:
+            if len(_stores_cache) >= _STORES_CACHE_SIZE:
+                _close(_stores_cache.pop(next(iter(_stores_cache))))
+            stores = _stores_cache[key] = build_stores(settings)
+        return stores
+
+
+def _close(stores: Stores) -> None:
+    for store in {id(s): s for s in (stores.pipelines, stores.lake, stores.warehouse)}.values():
+        if isinstance(store, S3Store):
+            store.close()
