@@ -2,6 +2,9 @@
 
 from pydantic import BaseModel, ConfigDict, Field
 
+# argon2 hashes whatever it is given: a megabyte-long guess must not cost the server a megabyte of hashing.
+MAX_PASSWORD_LENGTH = 1024
+
 
 class SetupStatus(BaseModel):
     model_config = ConfigDict(validate_by_name=True, validate_by_alias=True)
@@ -10,14 +13,20 @@ class SetupStatus(BaseModel):
 
 
 class PasswordBody(BaseModel):
-    password: str | None = Field(default=None, description="The admin password")
+    password: str | None = Field(
+        default=None, max_length=MAX_PASSWORD_LENGTH, description="The admin password"
+    )
 
 
 class PasswordChange(BaseModel):
     model_config = ConfigDict(validate_by_name=True, validate_by_alias=True)
 
-    current_password: str | None = Field(default=None, alias="currentPassword")
-    new_password: str | None = Field(default=None, alias="newPassword", description="At least 8 characters")
+    current_password: str | None = Field(
+        default=None, alias="currentPassword", max_length=MAX_PASSWORD_LENGTH
+    )
+    new_password: str | None = Field(
+        default=None, alias="newPassword", max_length=MAX_PASSWORD_LENGTH, description="At least 8 characters"
+    )
 
 
 class SessionStatus(BaseModel):

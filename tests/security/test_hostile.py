@@ -325,6 +325,23 @@ def test_login_brute_force_is_throttled_with_retry_after(hostile):
     assert snapshot() == before
 
 
+def test_megabyte_passwords_are_refused_before_hashing(hostile):
+    client, snapshot = hostile
+    client.headers.pop("X-API-Key")
+    before = snapshot()
+    huge = "a" * 1024 * 1024
+    started = time.monotonic()
+    for path, body in [
+        ("/api/auth/setup", {"password": huge}),
+        ("/api/auth/login", {"password": huge}),
+        ("/api/auth/me", {"currentPassword": huge, "newPassword": huge}),
+    ]:
+        method = "PATCH" if path.endswith("/me") else "POST"
+        _refused(client.request(method, path, json=body), (401, 422))
+    assert time.monotonic() - started < 5
+    assert snapshot() == before
+
+
 INJECTIONS = [
     "=cmd|' /C calc'!A0",
     "+1",

@@ -88,8 +88,9 @@ async def _client(
 async def _load(base: str) -> tuple[list[float], list[str]]:
     latencies: list[float] = []
     errors: list[str] = []
-    # One connection per client, in one pool: 200 httpx clients would each build a TLS context first.
-    limits = httpx.Limits(max_connections=CLIENTS, max_keepalive_connections=CLIENTS)
+    # One connection per client, in one pool: 200 httpx clients would each build a TLS context first. Idle
+    # connections are dropped before uvicorn's 5 s keep-alive ends, so no request races the server's close.
+    limits = httpx.Limits(max_connections=CLIENTS, max_keepalive_connections=CLIENTS, keepalive_expiry=2.0)
     headers = {"X-API-Key": API_KEY}
     async with httpx.AsyncClient(base_url=base, headers=headers, limits=limits, timeout=60) as client:
         until = time.monotonic() + SECONDS
