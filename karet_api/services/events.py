@@ -88,7 +88,8 @@ def parse_records(body: bytes) -> list[Any]:
     """The ``Records`` of an S3 event envelope; a JSON document without them has none."""
     try:
         document = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        # RecursionError: a small but absurdly nested body must be refused, not crash the handler.
         raise InvalidJson(f"request body is not valid JSON: {exc}") from exc
     records = document.get("Records") if isinstance(document, dict) else None
     return records if isinstance(records, list) else []

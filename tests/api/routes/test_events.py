@@ -416,3 +416,11 @@ def test_outside_the_embedded_default_runs_go_through_dagsters_queue(
     assert len(submitted) == 2
     finish(submitted[1])
     idle(client)
+
+
+def test_deeply_nested_body_is_invalid_json_not_a_crash(make_client, local_settings):
+    client = make_client(local_settings.model_copy(update={"webhook_secret": "s"}), authenticated=False)
+    body = b"[" * 5000 + b"]" * 5000
+    response = client.post("/api/events/s3", content=body, headers={"X-Webhook-Secret": "s"})
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_json"
