@@ -163,9 +163,22 @@ def pipeline_env(local_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> S
     return local_settings
 
 
+@pytest.fixture(scope="module")
+def _module_dagster_instance() -> Iterator[dg.DagsterInstance]:
+    with dg.instance_for_test() as instance:
+        yield instance
+
+
 @pytest.fixture
-def dagster_instance() -> Iterator[dg.DagsterInstance]:
-    """A throwaway Dagster instance with real (SQLite) run and event storage."""
+def dagster_instance(request: pytest.FixtureRequest) -> Iterator[dg.DagsterInstance]:
+    """A throwaway Dagster instance with real (SQLite) run and event storage.
+
+    A module whose routes never touch Dagster sets ``SHARES_DAGSTER_INSTANCE = True`` and gets one instance
+    for the whole module (creating one costs about 0.5 s).
+    """
+    if getattr(request.module, "SHARES_DAGSTER_INSTANCE", False):
+        yield request.getfixturevalue("_module_dagster_instance")
+        return
     with dg.instance_for_test() as instance:
         yield instance
 

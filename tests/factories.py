@@ -91,3 +91,9 @@ def read_table(stores: Stores, slug: str, table_id: str, tmp: Path) -> pl.DataFr
     return pl.read_parquet(
         [str(p) for p in paths], hive_partitioning=True, hive_schema=None, missing_columns="insert"
     )
+
+
+def stored_objects(stores: Stores) -> dict[str, bytes]:
+    """Every stored object of every distinct bucket, as ``<store>:<key>`` → body."""
+    unique = {id(s): s for s in (stores.pipelines, stores.lake, stores.warehouse)}.values()
+    return {f"{s!r}:{i.key}": s.get(i.key) for s in unique for i in s.list("pipelines/")}

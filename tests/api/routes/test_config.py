@@ -4,7 +4,6 @@ import hashlib
 import json
 from concurrent.futures import ThreadPoolExecutor
 
-import dagster as dg
 import pytest
 
 from karet_defs.templates import template_files
@@ -12,11 +11,7 @@ from karet_defs.templates import template_files
 BLANK = template_files("blank")["pipeline.json"]
 
 
-@pytest.fixture(scope="module")
-def dagster_instance():
-    """One instance for the module (0.5 s each): these routes never touch Dagster."""
-    with dg.instance_for_test() as instance:
-        yield instance
+SHARES_DAGSTER_INSTANCE = True  # these routes never touch Dagster
 
 
 @pytest.fixture

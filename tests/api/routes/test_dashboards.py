@@ -2,17 +2,11 @@
 
 import json
 
-import dagster as dg
 import pytest
 
 from karet_defs.templates import template_files
 
-
-@pytest.fixture(scope="module")
-def dagster_instance():
-    """One instance for the module (0.5 s each): these routes never touch Dagster."""
-    with dg.instance_for_test() as instance:
-        yield instance
+SHARES_DAGSTER_INSTANCE = True  # these routes never touch Dagster
 
 
 @pytest.fixture

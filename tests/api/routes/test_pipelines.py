@@ -3,19 +3,14 @@
 import json
 from concurrent.futures import ThreadPoolExecutor
 
-import dagster as dg
 import pytest
 
 from karet_defs.errors import StoreError
 from karet_defs.store.base import Stores
 from karet_defs.templates import template_files
+from tests.factories import stored_objects
 
-
-@pytest.fixture(scope="module")
-def dagster_instance():
-    """One instance for the module (0.5 s each): these routes never touch Dagster."""
-    with dg.instance_for_test() as instance:
-        yield instance
+SHARES_DAGSTER_INSTANCE = True  # these routes never touch Dagster
 
 
 def _stores(client) -> Stores:
@@ -23,10 +18,7 @@ def _stores(client) -> Stores:
 
 
 def _objects(client) -> dict[str, bytes]:
-    """Every stored object of every distinct bucket, as ``<store>:<key>`` → body."""
-    stores = _stores(client)
-    unique = {id(s): s for s in (stores.pipelines, stores.lake, stores.warehouse)}.values()
-    return {f"{s!r}:{i.key}": s.get(i.key) for s in unique for i in s.list("pipelines/")}
+    return stored_objects(_stores(client))
 
 
 def _error(response) -> tuple[int, str, str | None]:

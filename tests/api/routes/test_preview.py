@@ -3,20 +3,13 @@
 import struct
 import zlib
 
-import dagster as dg
-import pytest
-
 from karet_api.routes.preview import MAX_PREVIEW_BYTES, PLACEHOLDER_PNG
 from karet_defs.errors import StoreError
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 
 
-@pytest.fixture(scope="module")
-def dagster_instance():
-    """One instance for the module (0.5 s each): these routes never touch Dagster."""
-    with dg.instance_for_test() as instance:
-        yield instance
+SHARES_DAGSTER_INSTANCE = True  # these routes never touch Dagster
 
 
 def test_the_placeholder_is_a_transparent_1x1_png():

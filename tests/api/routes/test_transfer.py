@@ -6,7 +6,6 @@ import os
 import re
 import zipfile
 
-import dagster as dg
 import pytest
 
 from karet_api.services import transfer
@@ -14,13 +13,9 @@ from karet_defs.errors import StoreError
 from karet_defs.store.base import Stores
 from karet_defs.store.s3 import make_s3_client
 from karet_defs.templates import template_files
+from tests.factories import stored_objects
 
-
-@pytest.fixture(scope="module")
-def dagster_instance():
-    """One instance for the module (0.5 s each): these routes never touch Dagster."""
-    with dg.instance_for_test() as instance:
-        yield instance
+SHARES_DAGSTER_INSTANCE = True  # these routes never touch Dagster
 
 
 def _stores(client) -> Stores:
@@ -28,10 +23,7 @@ def _stores(client) -> Stores:
 
 
 def _objects(client) -> dict[str, bytes]:
-    """Every stored object of every distinct bucket, as ``<store>:<key>`` → body."""
-    stores = _stores(client)
-    unique = {id(s): s for s in (stores.pipelines, stores.lake, stores.warehouse)}.values()
-    return {f"{s!r}:{i.key}": s.get(i.key) for s in unique for i in s.list("pipelines/")}
+    return stored_objects(_stores(client))
 
 
 def _zip(entries: dict[str, bytes], compression: int = zipfile.ZIP_DEFLATED) -> bytes:
