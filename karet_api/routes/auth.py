@@ -4,7 +4,7 @@ from fastapi import APIRouter, Depends, Request, Response
 
 from karet_api.deps import SettingsDep, StoreDep, require_user
 from karet_api.schemas.auth import PasswordBody, PasswordChange, SessionStatus, SetupStatus
-from karet_api.schemas.common import Ok, error_responses
+from karet_api.schemas.common import STORE_ERRORS, Ok, error_responses
 from karet_api.services import auth
 
 router = APIRouter(prefix="/api", tags=["auth"])
@@ -19,7 +19,7 @@ _THROTTLED = (
 @router.get(
     "/auth/setup",
     response_model=SetupStatus,
-    responses=error_responses((502, "bucket_not_found"), (503, "s3_error")),
+    responses=error_responses(*STORE_ERRORS),
 )
 def setup_status(stores: StoreDep) -> SetupStatus:
     """Whether the admin password still has to be set."""

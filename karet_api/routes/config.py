@@ -6,7 +6,7 @@ from fastapi import APIRouter, Header, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from karet_api.deps import ReloaderDep, StoreDep
-from karet_api.schemas.common import Ok, error_responses
+from karet_api.schemas.common import STORE_ERRORS, Ok, error_responses
 from karet_api.schemas.config import ConfigSaved
 from karet_api.services import pipelines, validation
 from karet_defs.config.structure import Structure, structure_of_document
@@ -17,7 +17,6 @@ from karet_defs.store.base import Stores
 
 router = APIRouter(prefix="/api", tags=["config"])
 
-_STORE_ERRORS = ((502, "bucket_not_found"), (503, "s3_error"))
 _JSON_BODY = {
     "requestBody": {"content": {"application/json": {"schema": {"type": "object"}}}, "required": True}
 }
@@ -32,7 +31,7 @@ _JSON_BODY = {
             "description": "The stored pipeline.json, byte for byte; its ETag in the `ETag` header",
         },
         **error_responses(
-            (401, "not signed in"), (404, "pipeline_config_not_found"), (422, "invalid_slug"), *_STORE_ERRORS
+            (401, "not signed in"), (404, "pipeline_config_not_found"), (422, "invalid_slug"), *STORE_ERRORS
         ),
     },
 )
@@ -50,7 +49,7 @@ def read_config(slug: str, stores: StoreDep) -> Response:
         (412, "etag_mismatch: `If-Match` is not the stored config's ETag"),
         (413, "payload_too_large: body over 5 MiB"),
         (422, "invalid_json (the body is not JSON) or invalid_slug"),
-        *_STORE_ERRORS,
+        *STORE_ERRORS,
     ),
     openapi_extra=_JSON_BODY,
 )

@@ -3,20 +3,18 @@
 from fastapi import APIRouter, Response
 
 from karet_api.deps import StoreDep
-from karet_api.schemas.common import error_responses
+from karet_api.schemas.common import STORE_ERRORS, error_responses
 from karet_api.schemas.dashboards import DashboardList, DashboardListing
 from karet_api.services import pipelines
 from karet_defs.slugs import sanitise_slug
 
 router = APIRouter(prefix="/api", tags=["dashboards"])
 
-_STORE_ERRORS = ((502, "bucket_not_found"), (503, "s3_error"))
-
 
 @router.get(
     "/p/{slug}/dashboards",
     response_model=DashboardList,
-    responses=error_responses((401, "not signed in"), (422, "invalid_slug"), *_STORE_ERRORS),
+    responses=error_responses((401, "not signed in"), (422, "invalid_slug"), *STORE_ERRORS),
 )
 def list_dashboards(slug: str, stores: StoreDep) -> DashboardList:
     """The top-level `dashboards/*.json|yaml|yml` files: ids, and listings sorted by name."""
@@ -38,7 +36,7 @@ def list_dashboards(slug: str, stores: StoreDep) -> DashboardList:
             (401, "not signed in"),
             (404, "dashboard_not_found (`name` names it)"),
             (422, "invalid_slug"),
-            *_STORE_ERRORS,
+            *STORE_ERRORS,
         ),
     },
 )

@@ -3,7 +3,7 @@
 from fastapi import APIRouter
 
 from karet_api.deps import InstanceDep, ReloaderDep, SettingsDep, StoreDep
-from karet_api.schemas.common import error_responses
+from karet_api.schemas.common import STORE_ERRORS, error_responses
 from karet_api.schemas.pipelines import (
     PipelineCreate,
     PipelineCreated,
@@ -18,13 +18,11 @@ from karet_defs.slugs import sanitise_slug
 
 router = APIRouter(prefix="/api", tags=["pipelines"])
 
-_STORE_ERRORS = ((502, "bucket_not_found"), (503, "s3_error"))
-
 
 @router.get(
     "/pipelines",
     response_model=PipelineList,
-    responses=error_responses((401, "not signed in"), *_STORE_ERRORS),
+    responses=error_responses((401, "not signed in"), *STORE_ERRORS),
 )
 def list_pipelines(stores: StoreDep) -> PipelineList:
     """Every pipeline with a `pipeline.json`, in key order."""
@@ -38,7 +36,7 @@ def list_pipelines(stores: StoreDep) -> PipelineList:
         (401, "not signed in"),
         (409, "already_exists: the slug has a pipeline.json (`pipeline` names it)"),
         (422, "invalid_slug or invalid_template"),
-        *_STORE_ERRORS,
+        *STORE_ERRORS,
     ),
 )
 def create_pipeline(request: PipelineCreate, stores: StoreDep, reloader: ReloaderDep) -> PipelineCreated:
@@ -57,7 +55,7 @@ def create_pipeline(request: PipelineCreate, stores: StoreDep, reloader: Reloade
         (404, "not_found: no object under `pipelines/<slug>/`"),
         (409, "pipeline_busy: a run of the pipeline is queued or running"),
         (422, "invalid_slug"),
-        *_STORE_ERRORS,
+        *STORE_ERRORS,
     ),
 )
 def delete_pipeline(
@@ -80,7 +78,7 @@ def delete_pipeline(
         (404, "not_found: no object under `pipelines/<slug>/`"),
         (409, "already_exists: the new slug has a pipeline.json; pipeline_busy: a run is queued or running"),
         (422, "invalid_slug (either side) or unchanged"),
-        *_STORE_ERRORS,
+        *STORE_ERRORS,
     ),
 )
 def rename_pipeline(

@@ -9,7 +9,7 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from karet_api.deps import ReloaderDep, StoreDep
-from karet_api.schemas.common import error_responses
+from karet_api.schemas.common import STORE_ERRORS, error_responses
 from karet_api.schemas.pipelines import PipelineCreated
 from karet_api.services import transfer
 from karet_api.services.pipelines import ensure_slug_free
@@ -17,7 +17,6 @@ from karet_defs.slugs import sanitise_slug
 
 router = APIRouter(prefix="/api", tags=["transfer"])
 
-_STORE_ERRORS = ((502, "bucket_not_found"), (503, "s3_error"))
 # Small uploads stay in memory; bigger ones spill to disk instead of growing the process.
 _SPOOL_BYTES = 8 * 1024 * 1024
 
@@ -34,7 +33,7 @@ _SPOOL_BYTES = 8 * 1024 * 1024
             (401, "not signed in"),
             (404, "pipeline_not_found: no object under `pipelines/<slug>/`"),
             (422, "invalid_slug"),
-            *_STORE_ERRORS,
+            *STORE_ERRORS,
         ),
     },
 )
@@ -61,7 +60,7 @@ def export_pipeline(slug: str, stores: StoreDep) -> StreamingResponse:
             "invalid_slug, invalid_zip, missing_pipeline_json, too_many_entries (over 2000) or "
             "invalid_entry_path",
         ),
-        *_STORE_ERRORS,
+        *STORE_ERRORS,
     ),
     openapi_extra={
         "requestBody": {

@@ -17,6 +17,10 @@ class Ok(BaseModel):
     ok: bool = True
 
 
+# Every route that touches the store can answer these two (the store's errors, mapped in one place).
+STORE_ERRORS = ((502, "bucket_not_found"), (503, "s3_error"))
+
+
 def error_responses(*pairs: tuple[int, str]) -> dict[int | str, dict[str, object]]:
     """OpenAPI ``responses`` for the documented error statuses of a route."""
     return {status: {"model": ErrorBody, "description": description} for status, description in pairs}
