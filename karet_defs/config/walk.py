@@ -9,18 +9,23 @@ from karet_defs.config.models import AstNode, LookupRef, Mapping
 
 def iter_nodes(node: AstNode) -> Iterator[AstNode]:
     """The node and all its descendants, parents before children."""
-    stack: list[BaseModel] = [node]
+    stack: list[AstNode] = [node]
     while stack:
         current = stack.pop()
-        yield current  # type: ignore[misc]
-        children: list[BaseModel] = []
-        for name in type(current).model_fields:
-            value = getattr(current, name)
-            if isinstance(value, BaseModel):
-                children.append(value)
-            elif isinstance(value, list):
-                children.extend(v for v in value if isinstance(v, BaseModel))
-        stack.extend(reversed(children))
+        yield current
+        stack.extend(reversed(children(current)))
+
+
+def children(node: AstNode) -> list[AstNode]:
+    """The node's direct operands, in field order."""
+    found: list[BaseModel] = []
+    for name in type(node).model_fields:
+        value = getattr(node, name)
+        if isinstance(value, BaseModel):
+            found.append(value)
+        elif isinstance(value, list):
+            found.extend(v for v in value if isinstance(v, BaseModel))
+    return found  # type: ignore[return-value]
 
 
 def lookup_ids(mapping: Mapping) -> list[str]:

@@ -12,7 +12,7 @@ import json
 import logging
 import shutil
 import tempfile
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,6 +41,7 @@ from karet_defs.engine.read import (
     scan_csv_files,
 )
 from karet_defs.engine.write import (
+    PartitionedOutput,
     PartitionError,
     PublishError,
     check_partition_keys,
@@ -51,7 +52,7 @@ from karet_defs.engine.write import (
     write_partitions,
 )
 from karet_defs.errors import KaretError
-from karet_defs.expr.compile import compile_expr
+from karet_defs.expr.compile import CompiledColumns, compile_columns, compile_expr
 from karet_defs.expr.lookups import build_lookup_registry
 from karet_defs.store import keys
 from karet_defs.store.base import ObjectInfo, ObjectStore, Stores
@@ -204,9 +205,10 @@ class FragmentCache:
 
     def __init__(self, folder: Path, signature: str, persistent: bool) -> None:
         self.folder = folder
-        self.signature = signature
         self.persistent = persistent
         self.used: set[Path] = set()
+        # The definition can be long and is the same for every file: hashed once, copied per file.
+        self._signed = hashlib.sha256(f"{signature}\0".encode())
 
     @classmethod
     def for_mapping(
@@ -227,7 +229,9 @@ class FragmentCache:
         return cls(cache_dir / slug / mapping.id, definition, persistent=True)
 
     def fragment(self, info: ObjectInfo) -> Path:
-        name = hashlib.sha256(f"{self.signature}\0{info.key}\0{info.etag}".encode()).hexdigest()
+        digest = self._signed.copy()
+        digest.update(f"{info.key}\0{info.etag}".encode())
+        name = digest.hexdigest()
         path = self.folder / f"{name}.parquet"
         self.used.add(path)
         return path
@@ -260,7 +264,7 @@ def _run_mapping(
         table_report.mappings_failed.append(mapping.id)
 
     try:
-        exprs = [compile_expr(c.expr, lookups).alias(c.name) for c in mapping.columns]
+        columns = compile_columns([(c.name, c.expr) for c in mapping.columns], lookups)
         where = compile_expr(mapping.where, lookups) if mapping.where is not None else None
         record_filter = (
             compile_expr(source.record_filter, lookups) if source.record_filter is not None else None
@@ -270,8 +274,17 @@ def _run_mapping(
         return
 
     with tempfile.TemporaryDirectory(prefix=f"karet-{mapping.id}-") as tmp:
-        evaluation = _Evaluation(exprs, where, record_filter)
-        staged = _stage_files(staging, files, inputs, source, evaluation, report)
+        evaluation = _Evaluation(columns, where, record_filter)
+        along = PartitionedOutput(table, mapping.id, Path(tmp) / "along")
+        staged, written_along = _stage_files(
+            staging,
+            files,
+            inputs,
+            source,
+            evaluation,
+            report,
+            write_along=lambda frame: along.sink(dedup(frame, table.dedup_keys)),
+        )
         staging.evict_unused()
         if not staged:
             fail(f"ingest {mapping.id}: no files succeeded during ingestion")
@@ -282,7 +295,9 @@ def _run_mapping(
             # Forgotten first: if this run fails halfway, the next one must not trust the old record.
             forget_manifest(staging.folder)
         try:
-            if manifest is not None and supports_incremental(table):
+            if written_along:
+                outcome = _publish_parts(warehouse, prefix, mapping, table, staged, along.files())
+            elif manifest is not None and supports_incremental(table):
                 outcome = _publish_changed_partitions(
                     warehouse, prefix, mapping, table, staged, manifest, tmp
                 )
@@ -365,21 +380,37 @@ def _publish_all(
     tmp: str,
 ) -> _Published:
     """Rewrite every partition of the mapping from all fragments, then reap what it no longer produces."""
-    fragments = [fragment for _, fragment in staged]
-    output = pl.scan_parquet(fragments)
+    output = pl.scan_parquet([fragment for _, fragment in staged])
     _checked(output, mapping, table)
     try:
-        output = dedup(output, table.dedup_keys)
-        columns = {name: str(dtype) for name, dtype in output.collect_schema().items()}
-        parts = write_partitions(output, table, mapping.id, Path(tmp) / "out")
+        parts = write_partitions(dedup(output, table.dedup_keys), table, mapping.id, Path(tmp) / "out")
     except PartitionError as exc:
         raise _MappingFailed(f"dedup {mapping.id}: {exc}") from exc
     except pl.exceptions.PolarsError as exc:
         raise _MappingFailed(f"collect {mapping.id}: {_first_paragraph(exc)}") from exc
+    return _publish_parts(warehouse, prefix, mapping, table, staged, parts, checked=True)
+
+
+def _publish_parts(
+    warehouse: ObjectStore,
+    prefix: str,
+    mapping: Mapping,
+    table: AnalyticTable,
+    staged: list[tuple[ObjectInfo, Path]],
+    parts: list[tuple[str, Path]],
+    *,
+    checked: bool = False,
+) -> _Published:
+    """Publish every partition written from all fragments, then reap what the mapping no longer produces."""
+    fragments = [fragment for _, fragment in staged]
+    if not checked:
+        _checked(pl.scan_parquet(fragments), mapping, table)
     written = _upload(warehouse, prefix, mapping, parts)
     rows = sum(pq.read_metadata(path).num_rows for _, path in parts)
     staged_rows = sum(pq.read_metadata(path).num_rows for path in fragments)
     reaped = reap_stale(warehouse, prefix, mapping.id, set(written))
+    schema = pl.scan_parquet(fragments[0]).collect_schema()
+    columns = {name: str(dtype) for name, dtype in schema.items()}
     return _Published(written, reaped, rows, staged_rows - rows, columns)
 
 
@@ -424,7 +455,6 @@ def _publish_changed_partitions(
     out = Path(tmp) / "out"
     parts: list[tuple[str, Path]] = []
     emptied: list[str] = []
-    columns: dict[str, str] = {}
     rows = 0
     for identity, values in affected.items():
         relative = (
@@ -447,9 +477,8 @@ def _publish_changed_partitions(
     written = _upload(warehouse, prefix, mapping, parts)
     if emptied:
         warehouse.delete_many(emptied)
-    if staged:
-        schema = pl.scan_parquet(staged[0][1]).collect_schema()
-        columns = {name: str(dtype) for name, dtype in schema.items()}
+    schema = pl.scan_parquet(staged[0][1]).collect_schema()
+    columns = {name: str(dtype) for name, dtype in schema.items()}
     return _Published(written, emptied, rows, 0, columns, parts_of)
 
 
@@ -485,14 +514,14 @@ def _manifest_after(
 class _Evaluation:
     """A mapping's compiled expressions, applied the same way to one file or to a batch of files."""
 
-    exprs: list[pl.Expr]
+    columns: CompiledColumns
     where: pl.Expr | None
     record_filter: pl.Expr | None
 
     def apply(self, frame: pl.LazyFrame, *, keep: tuple[str, ...] = ()) -> pl.LazyFrame:
         if self.record_filter is not None:
             frame = frame.filter(self.record_filter)
-        frame = frame.select([*self.exprs, *(pl.col(name) for name in keep)])
+        frame = self.columns.select(frame, keep=keep)
         return frame.filter(self.where) if self.where is not None else frame
 
 
@@ -511,12 +540,17 @@ def _stage_files(
     source: SourceContainer,
     evaluation: _Evaluation,
     report: RunReport,
-) -> list[tuple[ObjectInfo, Path]]:
+    *,
+    write_along: Callable[[pl.LazyFrame], pl.LazyFrame],
+) -> tuple[list[tuple[ObjectInfo, Path]], bool]:
     """Evaluate the mapping over each raw file into a Parquet fragment; report failing files.
 
-    Files not in the cache are evaluated in batches of CSVs sharing a header (one query writes one fragment
-    per file), because a query's fixed cost dwarfs the work on a small file; a batch that fails is redone
-    file by file, so a bad file is still isolated and named.
+    When no file is cached and every CSV shares one header (a first or clean run), one query reads them all
+    and feeds both the fragments and ``write_along`` (the mapping's output, from every file, in listing
+    order), so the input is parsed once and the output needs no second pass; True says it was. Otherwise, or
+    if that query fails, files are evaluated in batches of CSVs sharing a header (one query writes one
+    fragment per file), because a query's fixed cost dwarfs the work on a small file; a batch that fails is
+    redone file by file, so a bad file is still isolated and named.
     """
     staging.folder.mkdir(parents=True, exist_ok=True)
     staged: dict[str, Path] = {}
@@ -538,6 +572,10 @@ def _stage_files(
                 report.add_error(f"file {info.key}: {exc}")
                 continue
         pending.append(_Pending(info, path, fragment, header))
+    one_header = bool(pending) and pending[0].header is not None
+    one_header = one_header and all(item.header == pending[0].header for item in pending)
+    if not staged and one_header and _stage_batch(pending, source, evaluation, write_along):
+        return [(item.info, item.fragment) for item in pending], True
     for batch in _batches(pending):
         if len(batch) > 1 and _stage_batch(batch, source, evaluation):
             staged.update((item.info.key, item.fragment) for item in batch)
@@ -545,7 +583,7 @@ def _stage_files(
         for item in batch:
             if _stage_one(item, source, evaluation, report):
                 staged[item.info.key] = item.fragment
-    return [(info, staged[info.key]) for info in files if info.key in staged]
+    return [(info, staged[info.key]) for info in files if info.key in staged], False
 
 
 def _batches(pending: list[_Pending]) -> list[list[_Pending]]:
@@ -569,15 +607,21 @@ def _batches(pending: list[_Pending]) -> list[list[_Pending]]:
     return batches
 
 
-def _stage_batch(batch: list[_Pending], source: SourceContainer, evaluation: _Evaluation) -> bool:
-    """Evaluate CSV files of one header in one query, one fragment each; False if any file fails."""
+def _stage_batch(
+    batch: list[_Pending],
+    source: SourceContainer,
+    evaluation: _Evaluation,
+    write_along: Callable[[pl.LazyFrame], pl.LazyFrame] | None = None,
+) -> bool:
+    """Evaluate CSV files of one header in one query, one fragment each (and, optionally, the sink
+    ``write_along`` makes of their evaluated rows); False if any file fails."""
     assert batch[0].header is not None
     out = batch[0].fragment.parent / f".batch-{batch[0].fragment.stem}"
     names = {str(item.path): f"{index}.parquet" for index, item in enumerate(batch)}
     scan = scan_csv_files([item.path for item in batch], source.schema_, batch[0].header, path_column=_PATH)
     frame = evaluation.apply(scan, keep=(_PATH,))
     try:
-        frame.sink_parquet(
+        fragments = frame.sink_parquet(
             pl.PartitionBy(
                 out,
                 key=_PATH,
@@ -588,10 +632,15 @@ def _stage_batch(batch: list[_Pending], source: SourceContainer, evaluation: _Ev
             compression="lz4",
             statistics=False,
             mkdir=True,
-            engine="streaming",
+            lazy=True,
         )
+        if write_along is None:
+            fragments.collect(engine="streaming")
+        else:
+            pl.collect_all([fragments, write_along(frame.drop(_PATH))], engine="streaming")
         empty = pl.DataFrame(schema=frame.drop(_PATH).collect_schema())
-    except pl.exceptions.PolarsError:
+    except (pl.exceptions.PolarsError, PartitionError):
+        # PartitionError: a partition key value ``write_along`` cannot name; the slow path reports it.
         shutil.rmtree(out, ignore_errors=True)
         return False
     for item in batch:

@@ -75,34 +75,50 @@ def write_partitions(
     frame: pl.LazyFrame, table: AnalyticTable, mapping_id: str, out_dir: Path
 ) -> list[tuple[str, Path]]:
     """Write the frame as Hive partitions under ``out_dir``; return (relative key, local file) pairs."""
-    file_name = f"{mapping_id}.parquet"
-    keys = table.partition_keys
-    if not keys:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        frame.sink_parquet(out_dir / file_name, compression="zstd", statistics=True, engine="streaming")
-        return [(file_name, out_dir / file_name)]
-    written: list[str] = []
+    output = PartitionedOutput(table, mapping_id, out_dir)
+    output.sink(frame).collect(engine="streaming")
+    return output.files()
 
-    def path_of(args: FileProviderArgs) -> str:
+
+class PartitionedOutput:
+    """A mapping's partition files under a local directory, written by a lazy sink that may share its
+    query with other sinks (``pl.collect_all``), so one pass over the input can feed several outputs."""
+
+    def __init__(self, table: AnalyticTable, mapping_id: str, out_dir: Path) -> None:
+        self.keys = table.partition_keys
+        self.file_name = f"{mapping_id}.parquet"
+        self.out_dir = out_dir
+        self._written: list[str] = []
+
+    def sink(self, frame: pl.LazyFrame) -> pl.LazyFrame:
+        if not self.keys:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            self._written = [self.file_name]
+            return frame.sink_parquet(
+                self.out_dir / self.file_name, compression="zstd", statistics=True, lazy=True
+            )
+        return frame.sink_parquet(
+            pl.PartitionBy(
+                self.out_dir,
+                key=self.keys,
+                include_key=False,
+                file_path_provider=self._path_of,
+                approximate_bytes_per_file=None,
+            ),
+            compression="zstd",
+            statistics=True,
+            mkdir=True,
+            lazy=True,
+        )
+
+    def files(self) -> list[tuple[str, Path]]:
+        return [(relative, self.out_dir / relative) for relative in self._written]
+
+    def _path_of(self, args: FileProviderArgs) -> str:
         values = args.partition_keys.row(0)
-        relative = "/".join(f"{k}={render_segment(v)}" for k, v in zip(keys, values, strict=True))
-        written.append(f"{relative}/{file_name}")
-        return written[-1]
-
-    frame.sink_parquet(
-        pl.PartitionBy(
-            out_dir,
-            key=keys,
-            include_key=False,
-            file_path_provider=path_of,
-            approximate_bytes_per_file=None,
-        ),
-        compression="zstd",
-        statistics=True,
-        mkdir=True,
-        engine="streaming",
-    )
-    return [(relative, out_dir / relative) for relative in written]
+        relative = "/".join(f"{k}={render_segment(v)}" for k, v in zip(self.keys, values, strict=True))
+        self._written.append(f"{relative}/{self.file_name}")
+        return self._written[-1]
 
 
 def publish(store: ObjectStore, table_prefix: str, files: list[tuple[str, Path]]) -> dict[str, str]:

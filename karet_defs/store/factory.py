@@ -9,7 +9,6 @@ another's gets the very same store.
 from karet_defs.settings import Settings
 from karet_defs.store.base import ObjectStore, Stores
 from karet_defs.store.local import LocalStore
-from karet_defs.store.s3 import S3Store, make_s3_client
 
 
 def build_stores(settings: Settings) -> Stores:
@@ -17,6 +16,9 @@ def build_stores(settings: Settings) -> Stores:
     if not settings.uses_s3:
         local = LocalStore(settings.data_dir)
         return Stores(pipelines=local, lake=local, warehouse=local)
+    # Imported here: boto3 adds ~60 ms to every process start, and the embedded default never needs it.
+    from karet_defs.store.s3 import S3Store, make_s3_client
+
     client = make_s3_client(settings)
     by_bucket: dict[str, ObjectStore] = {}
 

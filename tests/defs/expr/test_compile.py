@@ -8,7 +8,7 @@ from pydantic import TypeAdapter
 
 from karet_defs.config.models import AstNode, LookupMapping
 from karet_defs.errors import ExpressionError
-from karet_defs.expr.compile import compile_expr
+from karet_defs.expr.compile import SHARED_PREFIX, compile_columns, compile_expr
 from karet_defs.expr.lookups import build_lookup_registry
 
 NODE = TypeAdapter(AstNode)
@@ -499,3 +499,54 @@ def test_nested_expression_compiles_lazily() -> None:
     result = TEXT.lazy().select(out=compile_expr(node, {})).collect()
 
     assert_frame_equal(result, pl.DataFrame({"out": ["CAFÉ NOIR / coffee", "ABC", "", ""]}))
+
+
+def _columns(nodes: dict[str, dict[str, Any]]) -> list[tuple[str, AstNode]]:
+    return [(name, NODE.validate_python(node)) for name, node in nodes.items()]
+
+
+CLEANED = {"kind": "upper", "input": {"kind": "trim", "input": col("s")}}
+SHARED_COLUMNS = {
+    "cleaned": CLEANED,
+    "tagged": {"kind": "concat", "sep": ":", "args": [CLEANED, col("t")]},
+    "tagged_twice": {
+        "kind": "concat",
+        "sep": "|",
+        "args": [{"kind": "concat", "sep": ":", "args": [CLEANED, col("t")]}, CLEANED],
+    },
+    "length_of_trimmed": {"kind": "substring", "input": {"kind": "trim", "input": col("s")}, "start": 0},
+    "plain": col("t"),
+}
+
+
+def test_compiled_columns_match_column_by_column_compilation() -> None:
+    columns = _columns(SHARED_COLUMNS)
+
+    compiled = compile_columns(columns, {})
+    result = compiled.select(TEXT.lazy()).collect()
+
+    expected = TEXT.select(compile_expr(node, {}).alias(name) for name, node in columns)
+    assert_frame_equal(result, expected)
+    assert not [name for name in result.columns if name.startswith(SHARED_PREFIX)]
+
+
+def test_shared_subexpressions_are_evaluated_once_in_dependency_order() -> None:
+    compiled = compile_columns(_columns(SHARED_COLUMNS), {})
+
+    plan = compiled.select(TEXT.lazy()).explain(engine="streaming")
+
+    # upper(trim(s)) occurs four times and concat(upper(trim(s)), t) twice: each is computed once, the
+    # concat after the value it reads; trim(s) alone, in two places, is shared below them.
+    assert plan.count("str.strip_chars") == 1
+    assert plan.count("str.to_uppercase()") == 1
+    assert plan.count('str.concat_horizontal([col("t")])') == 1
+    assert [len(step) for step in compiled.steps] == [1, 1, 1]
+
+
+def test_columns_kept_beside_the_outputs() -> None:
+    compiled = compile_columns(_columns({"cleaned": CLEANED}), {})
+
+    result = compiled.select(TEXT.lazy(), keep=["t"]).collect()
+
+    assert result.columns == ["cleaned", "t"]
+    assert result["cleaned"].to_list() == ["CAFÉ NOIR", "ABC", "", None]
