@@ -1,5 +1,6 @@
 """Analytic tables of a pipeline: their schema and Dagster facts, and their rows streamed as JSON."""
 
+from collections.abc import Iterator
 from typing import Annotated
 
 import dagster as dg
@@ -104,7 +105,7 @@ def table_rows(
     return StreamingResponse(_prepend(first, chunks), media_type="application/json")
 
 
-def _prepend(first: bytes, rest):
+def _prepend(first: bytes | memoryview, rest: Iterator[bytes | memoryview]) -> Iterator[bytes | memoryview]:
     yield first
     yield from rest
 
