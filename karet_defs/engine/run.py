@@ -10,6 +10,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import os
 import shutil
 import tempfile
 from collections.abc import Callable, Collection
@@ -206,7 +207,12 @@ class FragmentCache:
     def __init__(self, folder: Path, signature: str, persistent: bool) -> None:
         self.folder = folder
         self.persistent = persistent
-        self.used: set[Path] = set()
+        self.used: set[str] = set()
+        # One directory read instead of a stat per file: an incremental run over 1,000 files checks them all.
+        try:
+            self._present = {entry.name for entry in os.scandir(folder)}
+        except FileNotFoundError:
+            self._present = set()
         # The definition can be long and is the same for every file: hashed once, copied per file.
         self._signed = hashlib.sha256(f"{signature}\0".encode())
 
@@ -231,17 +237,20 @@ class FragmentCache:
     def fragment(self, info: ObjectInfo) -> Path:
         digest = self._signed.copy()
         digest.update(f"{info.key}\0{info.etag}".encode())
-        name = digest.hexdigest()
-        path = self.folder / f"{name}.parquet"
-        self.used.add(path)
-        return path
+        name = f"{digest.hexdigest()}.parquet"
+        self.used.add(name)
+        return self.folder / name
+
+    def holds(self, fragment: Path) -> bool:
+        """Whether ``fragment`` was complete in the cache when the run started."""
+        return fragment.name in self._present
 
     def evict_unused(self) -> None:
         """Drop fragments of files that are gone or changed, so the cache mirrors the current inputs."""
-        if self.persistent and self.folder.exists():
-            for path in self.folder.glob("*.parquet"):
-                if path not in self.used:
-                    path.unlink(missing_ok=True)
+        if self.persistent:
+            for name in self._present - self.used:
+                if name.endswith(".parquet"):
+                    (self.folder / name).unlink(missing_ok=True)
 
 
 def _run_mapping(
@@ -557,7 +566,7 @@ def _stage_files(
     pending: list[_Pending] = []
     for info in files:
         fragment = staging.fragment(info)
-        if fragment.exists():
+        if staging.holds(fragment):
             staged[info.key] = fragment
             continue
         path = inputs.path(info.key)
