@@ -320,7 +320,7 @@ def _run_mapping(
             fail(str(exc))
             return
         if staging.persistent and supports_incremental(table):
-            save_manifest(staging.folder, _manifest_after(prefix, mapping, table, staged, outcome, warehouse))
+            save_manifest(staging.folder, _manifest_after(prefix, table, staged, outcome))
     log.info(
         "mapping %s: %d row(s) in %d partition file(s) written, %d stale file(s) reaped",
         mapping.id,
@@ -350,6 +350,7 @@ class _Published:
     deduped: int
     columns: dict[str, str]
     parts_of: dict[str, list[list[object]]] | None = None  # file key → its partitions, when known
+    published: dict[str, str] | None = None  # every file of the mapping (relative key → ETag), when not all
 
 
 def _checked(frame: pl.LazyFrame, mapping: Mapping, table: AnalyticTable) -> None:
@@ -488,7 +489,9 @@ def _publish_changed_partitions(
         warehouse.delete_many(emptied)
     schema = pl.scan_parquet(staged[0][1]).collect_schema()
     columns = {name: str(dtype) for name, dtype in schema.items()}
-    return _Published(written, emptied, rows, 0, columns, parts_of)
+    published = {k: v for k, v in on_store.items() if prefix + k not in emptied}
+    published.update((key[len(prefix) :], etag) for key, etag in written.items())
+    return _Published(written, emptied, rows, 0, columns, parts_of, published)
 
 
 def _python(value: object) -> object:
@@ -498,20 +501,13 @@ def _python(value: object) -> object:
 
 
 def _manifest_after(
-    prefix: str,
-    mapping: Mapping,
-    table: AnalyticTable,
-    staged: list[tuple[ObjectInfo, Path]],
-    outcome: _Published,
-    warehouse: ObjectStore,
+    prefix: str, table: AnalyticTable, staged: list[tuple[ObjectInfo, Path]], outcome: _Published
 ) -> Manifest:
     """The record of what feeds and what holds the mapping's partitions after a successful publish."""
-    file_name = f"{mapping.id}.parquet"
-    published = {
-        info.key[len(prefix) :]: info.etag
-        for info in warehouse.list(prefix)
-        if info.key.rsplit("/", 1)[-1] == file_name
-    }
+    # After a full publish the stale files are reaped, so the mapping's files are exactly those written.
+    published = outcome.published
+    if published is None:
+        published = {key[len(prefix) :]: etag for key, etag in outcome.written.items()}
     parts = outcome.parts_of
     if parts is None:
         parts = fragment_parts({info.key: fragment for info, fragment in staged}, table.partition_keys)
