@@ -30,24 +30,30 @@ class Server:
         return httpx.Client(base_url=self.url, headers={"X-API-Key": API_KEY}, timeout=timeout)
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 
 
 @contextmanager
-def serve_api(data_dir: Path, dagster_home: Path, *, log: Path) -> Iterator[Server]:
-    """Start the API on ``data_dir`` and ``dagster_home``, stderr into ``log``; stop it on exit."""
-    port = _free_port()
-    env = child_env(
-        KARET_DATA_DIR=str(data_dir),
-        DAGSTER_HOME=str(dagster_home),
-        KARET_API_KEY=API_KEY,
-        S3_BUCKET="",
-        KARET_DEPLOYMENT="embedded",
-        KARET_DAGSTER_URL="",
-    )
+def serve_api(
+    data_dir: Path, dagster_home: Path, *, log: Path, env: dict[str, str] | None = None
+) -> Iterator[Server]:
+    """Start the API on ``data_dir`` and ``dagster_home``, stderr into ``log``; stop it on exit.
+
+    ``env`` overrides the defaults, e.g. ``S3_BUCKET`` and its credentials to serve an S3 store.
+    """
+    port = free_port()
+    defaults = {
+        "KARET_DATA_DIR": str(data_dir),
+        "DAGSTER_HOME": str(dagster_home),
+        "KARET_API_KEY": API_KEY,
+        "S3_BUCKET": "",
+        "KARET_DEPLOYMENT": "embedded",
+        "KARET_DAGSTER_URL": "",
+    }
+    env = child_env(**{**defaults, **(env or {})})
     args = ["-m", "uvicorn", "karet_api.main:create_app", "--factory", "--host", "127.0.0.1"]
     args += ["--port", str(port), "--log-level", "warning", "--no-access-log"]
     log.parent.mkdir(parents=True, exist_ok=True)
