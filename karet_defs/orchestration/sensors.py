@@ -34,9 +34,12 @@ from karet_defs.store.changes import ChangeCursor, Watch, batch_digest, detect_c
 from karet_defs.store.factory import build_stores
 from karet_defs.store.s3 import S3Store
 
-# The webhook starts runs at once; the sensor is the safety net for missed events and buckets without
-# notifications. 30 s keeps that net tight while 200 idle pipelines cost ~7 listings per second.
-SENSOR_INTERVAL_SECONDS = 30
+# The webhook and uploads start runs at once (`python -m bench.autorun`: rows readable ~0.3 s after an
+# upload); the sensor is only the safety net for lost events and buckets without notifications, so a file
+# missed by both waits at most ~2 min. Every tick costs Dagster a few SQLite writes in the daemon and a
+# gRPC evaluation in the code server whatever the listing finds: 200 idle pipelines kept 47 % of a core
+# busy at 30 s, 16 % at 120 s (`python -m bench.idle`).
+SENSOR_INTERVAL_SECONDS = 120
 RUN_END_GRACE_SECONDS = 10.0
 WEBHOOK = "webhook"
 SENSOR = "sensor"
