@@ -16,6 +16,7 @@ from pathlib import Path
 import polars as pl
 
 from karet_defs.config.models import AnalyticTable
+from karet_defs.engine.fragments import scan_fragments
 
 MANIFEST_NAME = "published.json"
 PartitionValues = tuple[object, ...]
@@ -88,7 +89,7 @@ def fragment_parts(fragments: dict[str, Path], keys: list[str]) -> dict[str, lis
         return {}
     by_path = {str(path): key for key, path in fragments.items()}
     distinct = (
-        pl.scan_parquet(list(fragments.values()), include_file_paths="__fragment")
+        scan_fragments(list(fragments.values()), path_column="__fragment")
         .select(["__fragment", *keys])
         .unique(maintain_order=True)
         .collect()
@@ -101,7 +102,7 @@ def fragment_parts(fragments: dict[str, Path], keys: list[str]) -> dict[str, lis
 
 def partition_frame(fragments: list[Path], keys: list[str], values: list[object]) -> pl.LazyFrame:
     """The rows of one partition across fragments (in fragment order), key columns dropped."""
-    frame = pl.scan_parquet(fragments)
+    frame = scan_fragments(fragments)
     schema = frame.collect_schema()
     condition = pl.all_horizontal(
         [pl.col(k) == _literal(v, schema[k]) for k, v in zip(keys, values, strict=True)]

@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 
 from karet_defs.catalog import read_pipeline
 from karet_defs.config.models import AnalyticTable, Mapping, Pipeline, SourceContainer
+from karet_defs.engine import fragments
 from karet_defs.engine.assertions import Violation, check_assertions
 from karet_defs.engine.incremental import (
     FileEntry,
@@ -60,7 +61,7 @@ from karet_defs.store.base import ObjectInfo, ObjectStore, Stores
 
 _log = logging.getLogger("karet.engine")
 # Bumped whenever the engine would evaluate the same file differently, so cached fragments are not reused.
-FRAGMENT_FORMAT = 1
+FRAGMENT_FORMAT = 2
 BATCH_FILES = 64
 BATCH_BYTES = 64 * 2**20
 _PATH = "__karet_source_file"
@@ -237,7 +238,7 @@ class FragmentCache:
     def fragment(self, info: ObjectInfo) -> Path:
         digest = self._signed.copy()
         digest.update(f"{info.key}\0{info.etag}".encode())
-        name = f"{digest.hexdigest()}.parquet"
+        name = f"{digest.hexdigest()}{fragments.SUFFIX}"
         self.used.add(name)
         return self.folder / name
 
@@ -249,7 +250,7 @@ class FragmentCache:
         """Drop fragments of files that are gone or changed, so the cache mirrors the current inputs."""
         if self.persistent:
             for name in self._present - self.used:
-                if name.endswith(".parquet"):
+                if name.endswith((fragments.SUFFIX, ".parquet")):  # .parquet: FRAGMENT_FORMAT 1
                     (self.folder / name).unlink(missing_ok=True)
 
 
@@ -390,7 +391,7 @@ def _publish_all(
     tmp: str,
 ) -> _Published:
     """Rewrite every partition of the mapping from all fragments, then reap what it no longer produces."""
-    output = pl.scan_parquet([fragment for _, fragment in staged])
+    output = fragments.scan_fragments([fragment for _, fragment in staged])
     _checked(output, mapping, table)
     try:
         parts = write_partitions(dedup(output, table.dedup_keys), table, mapping.id, Path(tmp) / "out")
@@ -412,14 +413,14 @@ def _publish_parts(
     checked: bool = False,
 ) -> _Published:
     """Publish every partition written from all fragments, then reap what the mapping no longer produces."""
-    fragments = [fragment for _, fragment in staged]
+    paths = [fragment for _, fragment in staged]
     if not checked:
-        _checked(pl.scan_parquet(fragments), mapping, table)
+        _checked(fragments.scan_fragments(paths), mapping, table)
     written = _upload(warehouse, prefix, mapping, parts)
     rows = sum(pq.read_metadata(path).num_rows for _, path in parts)
-    staged_rows = sum(pq.read_metadata(path).num_rows for path in fragments)
+    staged_rows = fragments.fragment_rows(paths)
     reaped = reap_stale(warehouse, prefix, mapping.id, set(written))
-    schema = pl.scan_parquet(fragments[0]).collect_schema()
+    schema = fragments.scan_fragments(paths[:1]).collect_schema()
     columns = {name: str(dtype) for name, dtype in schema.items()}
     return _Published(written, reaped, rows, staged_rows - rows, columns)
 
@@ -452,7 +453,7 @@ def _publish_changed_partitions(
         # A re-run over unchanged inputs rewrites everything, as Karet's did: its counters stay the same.
         return None
     if changed:
-        _checked(pl.scan_parquet([current[k] for k in changed]), mapping, table)
+        _checked(fragments.scan_fragments([current[k] for k in changed]), mapping, table)
     parts_of = {k: manifest.files[k].parts for k in current if k not in changed}
     parts_of.update(fragment_parts({k: current[k] for k in changed}, keys_))
     affected: dict[str, list[object]] = {}
@@ -487,7 +488,7 @@ def _publish_changed_partitions(
     written = _upload(warehouse, prefix, mapping, parts)
     if emptied:
         warehouse.delete_many(emptied)
-    schema = pl.scan_parquet(staged[0][1]).collect_schema()
+    schema = fragments.scan_fragments([staged[0][1]]).collect_schema()
     columns = {name: str(dtype) for name, dtype in schema.items()}
     published = {k: v for k, v in on_store.items() if prefix + k not in emptied}
     published.update((key[len(prefix) :], etag) for key, etag in written.items())
@@ -622,11 +623,12 @@ def _stage_batch(
     ``write_along`` makes of their evaluated rows); False if any file fails."""
     assert batch[0].header is not None
     out = batch[0].fragment.parent / f".batch-{batch[0].fragment.stem}"
-    names = {str(item.path): f"{index}.parquet" for index, item in enumerate(batch)}
+    names = {str(item.path): f"{index}{fragments.SUFFIX}" for index, item in enumerate(batch)}
     scan = scan_csv_files([item.path for item in batch], source.schema_, batch[0].header, path_column=_PATH)
     frame = evaluation.apply(scan, keep=(_PATH,))
     try:
-        fragments = frame.sink_parquet(
+        per_file = fragments.sink_fragment(
+            frame,
             pl.PartitionBy(
                 out,
                 key=_PATH,
@@ -634,15 +636,11 @@ def _stage_batch(
                 file_path_provider=lambda args: names[args.partition_keys.row(0)[0]],
                 approximate_bytes_per_file=None,
             ),
-            compression="lz4",
-            statistics=False,
-            mkdir=True,
-            lazy=True,
         )
         if write_along is None:
-            fragments.collect(engine="streaming")
+            per_file.collect(engine="streaming")
         else:
-            pl.collect_all([fragments, write_along(frame.drop(_PATH))], engine="streaming")
+            pl.collect_all([per_file, write_along(frame.drop(_PATH))], engine="streaming")
         empty = pl.DataFrame(schema=frame.drop(_PATH).collect_schema())
     except (pl.exceptions.PolarsError, PartitionError):
         # PartitionError: a partition key value ``write_along`` cannot name; the slow path reports it.
@@ -651,7 +649,7 @@ def _stage_batch(
     for item in batch:
         written = out / names[str(item.path)]
         if not written.exists():  # every row of this file was filtered out
-            empty.write_parquet(written, compression="lz4", statistics=False)
+            fragments.write_fragment(empty, written)
         written.replace(item.fragment)
     shutil.rmtree(out, ignore_errors=True)
     return True
@@ -661,7 +659,7 @@ def _stage_one(item: _Pending, source: SourceContainer, evaluation: _Evaluation,
     partial = item.fragment.with_suffix(".partial")
     try:
         frame = read_source_file(item.path, source)
-        evaluation.apply(frame).sink_parquet(partial, compression="lz4", statistics=False, engine="streaming")
+        fragments.sink_fragment(evaluation.apply(frame), partial).collect(engine="streaming")
     except FileReadError as exc:
         report.add_error(f"file {item.info.key}: {exc}")
         return False

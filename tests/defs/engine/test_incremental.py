@@ -3,6 +3,7 @@
 import pytest
 from polars.testing import assert_frame_equal
 
+from karet_defs.engine import fragments
 from karet_defs.engine.run import run_pipeline
 from karet_defs.store import keys
 from tests.factories import col, make_pipeline, put_config, put_raw, read_table, table_files
@@ -52,7 +53,7 @@ def test_new_changed_and_deleted_files(stores, cache, tmp_path):
     assert report.files_parsed == 2
     rows = read_table(stores, SLUG, "t", tmp_path).sort("v")
     assert rows.get_column("v").to_list() == ["EDITED", "FRESH", "ROW1", "ROW2"]
-    assert len(list((cache / SLUG / "m").glob("*.parquet"))) == 4
+    assert len(list((cache / SLUG / "m").glob("*" + fragments.SUFFIX))) == 4
 
 
 def test_editing_the_mapping_reparses_everything(stores, cache, tmp_path):
