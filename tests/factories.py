@@ -1,11 +1,16 @@
 """Builders for tests: pipelines, raw files, and reading published tables back with Hive partitioning."""
 
 import json
+import threading
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
+import dagster as dg
 import polars as pl
+from dagster._core.events import DagsterEvent, DagsterEventType
 
+from karet_defs.orchestration.jobs import run_tags
 from karet_defs.store import keys
 from karet_defs.store.base import Stores
 
@@ -97,3 +102,38 @@ def stored_objects(stores: Stores) -> dict[str, bytes]:
     """Every stored object of every distinct bucket, as ``<store>:<key>`` → body."""
     unique = {id(s): s for s in (stores.pipelines, stores.lake, stores.warehouse)}.values()
     return {f"{s!r}:{i.key}": s.get(i.key) for s in unique for i in s.list("pipelines/")}
+
+
+# The Spending template's raw folder, and a CSV for it: what the webhook and upload tests drop there.
+SPENDING_RAW = "pipelines/spending/transactions/"
+SPENDING_CSV = (
+    b"date,description,amount,account\n2026-05-01,Starbucks #1,4.50,visa\n2026-05-02,Shell 77,40.00,visa\n"
+)
+
+
+class FakeLauncher:
+    """Stands in for ``start_pipeline_run``: records a run, which ends (SUCCESS) once ``release`` is set."""
+
+    def __init__(self) -> None:
+        self.runs: list[dg.DagsterRun] = []
+        self.release = threading.Event()
+        self.release.set()
+
+    def __call__(self, instance: dg.DagsterInstance, slug: str, *, trigger: str, clean_run: bool = False):
+        run = instance.add_run(
+            dg.DagsterRun(
+                job_name=slug.replace("-", "_"),
+                tags=run_tags(slug, trigger=trigger, clean_run=clean_run),
+                status=dg.DagsterRunStatus.STARTED,
+            )
+        )
+        self.runs.append(run)
+
+        def finish() -> None:
+            self.release.wait(30)
+            event = DagsterEvent(event_type_value=DagsterEventType.RUN_SUCCESS.value, job_name=run.job_name)
+            instance.report_dagster_event(event, run.run_id)
+
+        worker = threading.Thread(target=finish, daemon=True)
+        worker.start()
+        return SimpleNamespace(run_id=run.run_id), worker

@@ -3,7 +3,6 @@
 import threading
 import time
 from collections.abc import Callable, Iterator
-from types import SimpleNamespace
 from urllib.parse import quote, quote_plus
 
 import dagster as dg
@@ -21,10 +20,9 @@ from karet_defs.settings import Settings
 from karet_defs.store.base import Stores
 from karet_defs.store.factory import build_stores
 from karet_defs.templates import install_template
+from tests.factories import SPENDING_CSV, SPENDING_RAW, FakeLauncher
 
 SECRET = "s3cr3t-hook"
-RAW = "pipelines/spending/transactions/"
-CSV = b"date,description,amount,account\n2026-05-01,Starbucks #1,4.50,visa\n2026-05-02,Shell 77,40.00,visa\n"
 
 
 def minio_event(key: str, bucket: str = "karet-lake", name: str = "s3:ObjectCreated:Put") -> dict:
@@ -106,34 +104,6 @@ def aws_record(key: str, bucket: str = "karet-lake", name: str = "ObjectCreated:
             },
         },
     }
-
-
-class FakeLauncher:
-    """Stands in for ``start_pipeline_run``: records a run, which ends (SUCCESS) once ``release`` is set."""
-
-    def __init__(self) -> None:
-        self.runs: list[dg.DagsterRun] = []
-        self.release = threading.Event()
-        self.release.set()
-
-    def __call__(self, instance: dg.DagsterInstance, slug: str, *, trigger: str, clean_run: bool = False):
-        run = instance.add_run(
-            dg.DagsterRun(
-                job_name=slug.replace("-", "_"),
-                tags=run_tags(slug, trigger=trigger, clean_run=clean_run),
-                status=dg.DagsterRunStatus.STARTED,
-            )
-        )
-        self.runs.append(run)
-
-        def finish() -> None:
-            self.release.wait(30)
-            event = DagsterEvent(event_type_value=DagsterEventType.RUN_SUCCESS.value, job_name=run.job_name)
-            instance.report_dagster_event(event, run.run_id)
-
-        worker = threading.Thread(target=finish, daemon=True)
-        worker.start()
-        return SimpleNamespace(run_id=run.run_id), worker
 
 
 class HeldLauncher:
@@ -244,9 +214,9 @@ def test_one_event_starts_a_real_run_at_once_and_a_redelivery_starts_nothing(
 ):
     client = hook(local_settings)
     baseline = sensor_tick(spending, local_settings, dagster_instance)  # the sensor has seen seed.csv
-    spending.lake.put(RAW + "may 2026.csv", CSV)
+    spending.lake.put(SPENDING_RAW + "may 2026.csv", SPENDING_CSV)
 
-    response = post(client, minio_event(RAW + "may 2026.csv"))
+    response = post(client, minio_event(SPENDING_RAW + "may 2026.csv"))
 
     assert response.json() == {"received": 1, "scheduled": ["spending"]}
     [job] = client.get("/api/p/spending/jobs").json()["jobs"]  # shows at once
@@ -261,7 +231,7 @@ def test_one_event_starts_a_real_run_at_once_and_a_redelivery_starts_nothing(
     )
     assert dagster_instance.get_run_by_id(job["id"]).tags["karet/clean_run"] == "false"
 
-    assert post(client, minio_event(RAW + "may 2026.csv")).json() == {"received": 1, "scheduled": []}
+    assert post(client, minio_event(SPENDING_RAW + "may 2026.csv")).json() == {"received": 1, "scheduled": []}
     after = sensor_tick(spending, local_settings, dagster_instance, baseline.cursor)
     assert after.run_requests == [] and "covered by webhook runs" in str(after.skip_reason)
     assert len(client.get("/api/p/spending/jobs").json()["jobs"]) == 1
@@ -269,16 +239,16 @@ def test_one_event_starts_a_real_run_at_once_and_a_redelivery_starts_nothing(
 
 def test_only_created_source_files_of_the_lake_trigger(hook, local_settings, spending, fake):
     client = hook(local_settings)
-    spending.lake.put(RAW + "my file (2).csv", CSV)
-    spending.lake.put(RAW + "notes.txt", b"x")
-    spending.lake.put("pipelines/spending/clean/transactions/year=2026/month=5/m.csv", CSV)
+    spending.lake.put(SPENDING_RAW + "my file (2).csv", SPENDING_CSV)
+    spending.lake.put(SPENDING_RAW + "notes.txt", b"x")
+    spending.lake.put("pipelines/spending/clean/transactions/year=2026/month=5/m.csv", SPENDING_CSV)
     records = [
         aws_record("pipelines/spending/clean/transactions/year=2026/month=5/m.csv"),
         aws_record("elsewhere/jan.csv"),
         aws_record("pipelines/ghost/transactions/jan.csv"),
-        aws_record(RAW + "notes.txt"),
-        aws_record(RAW + "my file (2).csv", name="ObjectRemoved:Delete"),
-        aws_record(RAW + "gone.csv"),  # deleted before the event arrived: nothing to run
+        aws_record(SPENDING_RAW + "notes.txt"),
+        aws_record(SPENDING_RAW + "my file (2).csv", name="ObjectRemoved:Delete"),
+        aws_record(SPENDING_RAW + "gone.csv"),  # deleted before the event arrived: nothing to run
         {"eventName": "s3:ObjectCreated:Put"},
         "garbage",
     ]
@@ -286,7 +256,11 @@ def test_only_created_source_files_of_the_lake_trigger(hook, local_settings, spe
     ignored = post(client, {"Records": records})
     matched = post(
         client,
-        {"Records": [aws_record(RAW + "my file (2).csv", name="ObjectCreated:CompleteMultipartUpload")]},
+        {
+            "Records": [
+                aws_record(SPENDING_RAW + "my file (2).csv", name="ObjectCreated:CompleteMultipartUpload")
+            ]
+        },
     )
 
     assert ignored.json() == {"received": 8, "scheduled": []}
@@ -297,11 +271,11 @@ def test_only_created_source_files_of_the_lake_trigger(hook, local_settings, spe
 def test_events_naming_another_bucket_than_the_lake_are_ignored(hook, s3_settings, fake):
     stores = build_stores(s3_settings)
     install_template(stores, "spending", "spending")
-    stores.lake.put(RAW + "jan.csv", CSV)
+    stores.lake.put(SPENDING_RAW + "jan.csv", SPENDING_CSV)
     client = hook(s3_settings)
 
-    other = post(client, minio_event(RAW + "jan.csv", bucket="karet-warehouse"))
-    lake = post(client, minio_event(RAW + "jan.csv", bucket=s3_settings.s3_bucket))
+    other = post(client, minio_event(SPENDING_RAW + "jan.csv", bucket="karet-warehouse"))
+    lake = post(client, minio_event(SPENDING_RAW + "jan.csv", bucket=s3_settings.s3_bucket))
 
     assert other.json() == {"received": 1, "scheduled": []}
     assert lake.json() == {"received": 1, "scheduled": ["spending"]}
@@ -317,9 +291,9 @@ def test_a_burst_while_a_run_is_in_flight_gives_exactly_one_follow_up(
     baseline = sensor_tick(spending, local_settings, dagster_instance)
     names = [f"burst-{i:03d}.csv" for i in range(150)]
     for name in names:
-        spending.lake.put(RAW + name, CSV)
+        spending.lake.put(SPENDING_RAW + name, SPENDING_CSV)
 
-    answers = [post(client, minio_event(RAW + name)).json()["scheduled"] for name in names]
+    answers = [post(client, minio_event(SPENDING_RAW + name)).json()["scheduled"] for name in names]
 
     assert answers == [["spending"]] * len(names)
     assert len(launcher.run_ids) == 1
@@ -337,12 +311,13 @@ def test_an_event_for_a_file_the_sensor_already_ran_starts_nothing(
     hook, local_settings, spending, dagster_instance, fake
 ):
     client = hook(local_settings)
-    spending.lake.put(RAW + "jan.csv", CSV)
+    spending.lake.put(SPENDING_RAW + "jan.csv", SPENDING_CSV)
     assert sensor_tick(spending, local_settings, dagster_instance).run_requests  # seed.csv and jan.csv
 
-    assert post(client, minio_event(RAW + "jan.csv")).json()["scheduled"] == []
-    spending.lake.put(RAW + "jan.csv", CSV + b"2026-05-03,Uber,12.00,visa\n")  # a new version
-    assert post(client, minio_event(RAW + "jan.csv")).json()["scheduled"] == ["spending"]
+    assert post(client, minio_event(SPENDING_RAW + "jan.csv")).json()["scheduled"] == []
+    # A new version of the same file.
+    spending.lake.put(SPENDING_RAW + "jan.csv", SPENDING_CSV + b"2026-05-03,Uber,12.00,visa\n")
+    assert post(client, minio_event(SPENDING_RAW + "jan.csv")).json()["scheduled"] == ["spending"]
     assert len(fake.runs) == 1
 
 
@@ -354,8 +329,8 @@ def test_a_run_in_flight_elsewhere_gets_one_follow_up_when_it_ends(
         dg.DagsterRun(job_name="spending", tags=run_tags("spending"), status=dg.DagsterRunStatus.STARTED)
     )
     for name in ("a.csv", "b.csv"):
-        spending.lake.put(RAW + name, CSV)
-        assert post(client, minio_event(RAW + name)).json()["scheduled"] == ["spending"]
+        spending.lake.put(SPENDING_RAW + name, SPENDING_CSV)
+        assert post(client, minio_event(SPENDING_RAW + name)).json()["scheduled"] == ["spending"]
     assert fake.runs == []
 
     event = DagsterEvent(event_type_value=DagsterEventType.RUN_SUCCESS.value, job_name="spending")
@@ -369,16 +344,16 @@ def test_a_run_that_cannot_start_schedules_nothing_and_frees_the_pipeline(
     hook, local_settings, spending, monkeypatch
 ):
     client = hook(local_settings)
-    spending.lake.put(RAW + "jan.csv", CSV)
+    spending.lake.put(SPENDING_RAW + "jan.csv", SPENDING_CSV)
 
     def broken(*args, **kwargs):
         raise dg.DagsterInvariantViolationError("no job named spending")
 
     monkeypatch.setattr(events_service, "start_pipeline_run", broken)
-    assert post(client, minio_event(RAW + "jan.csv")).json()["scheduled"] == []
+    assert post(client, minio_event(SPENDING_RAW + "jan.csv")).json()["scheduled"] == []
     launcher = FakeLauncher()
     monkeypatch.setattr(events_service, "start_pipeline_run", launcher)
-    assert post(client, minio_event(RAW + "jan.csv")).json()["scheduled"] == ["spending"]
+    assert post(client, minio_event(SPENDING_RAW + "jan.csv")).json()["scheduled"] == ["spending"]
     assert len(launcher.runs) == 1
 
 
@@ -405,8 +380,8 @@ def test_outside_the_embedded_default_runs_go_through_dagsters_queue(
     )
     client = hook(queued)
     for name in ("a.csv", "b.csv"):
-        spending.lake.put(RAW + name, CSV)
-        assert post(client, minio_event(RAW + name)).json()["scheduled"] == ["spending"]
+        spending.lake.put(SPENDING_RAW + name, SPENDING_CSV)
+        assert post(client, minio_event(SPENDING_RAW + name)).json()["scheduled"] == ["spending"]
     assert [run.tags["karet/trigger"] for run in submitted] == ["webhook"]
 
     finish(submitted[0])  # the queued run ends: the follow-up is submitted

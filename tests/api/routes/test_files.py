@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 from karet_api.services import events as events_service, uploads
 from karet_defs.store.factory import build_stores
 from karet_defs.templates import install_template
-from tests.api.routes.test_events import CSV, RAW, FakeLauncher
+from tests.factories import SPENDING_CSV, SPENDING_RAW, FakeLauncher
 
 SECRET = "hook"
 
@@ -30,16 +30,16 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> FakeLauncher:
 
 
 def test_an_upload_is_stored_and_runs_the_pipeline_end_to_end(client, local_stores):
-    response = client.put("/api/p/spending/files/transactions/2026/may.csv", content=CSV)
+    response = client.put("/api/p/spending/files/transactions/2026/may.csv", content=SPENDING_CSV)
 
     assert response.status_code == 200
     assert response.json() == {
         "ok": True,
-        "key": RAW + "2026/may.csv",
-        "etag": hashlib.md5(CSV).hexdigest(),
+        "key": SPENDING_RAW + "2026/may.csv",
+        "etag": hashlib.md5(SPENDING_CSV).hexdigest(),
         "scheduled": True,
     }
-    assert local_stores.lake.get(RAW + "2026/may.csv") == CSV
+    assert local_stores.lake.get(SPENDING_RAW + "2026/may.csv") == SPENDING_CSV
     assert events_service.auto_runs(client.app).wait_idle(timeout=60)
     [job] = client.get("/api/p/spending/jobs").json()["jobs"]
     assert (job["trigger"], job["status"], job["files_processed"], job["errors"]) == (
@@ -53,8 +53,9 @@ def test_an_upload_is_stored_and_runs_the_pipeline_end_to_end(client, local_stor
 
 
 def test_the_bucket_notification_of_an_upload_starts_nothing_more(client, fake):
-    first = client.put("/api/p/spending/files/transactions/jan.csv", content=CSV).json()
-    event = {"Records": [{"eventName": "s3:ObjectCreated:Put", "s3": {"object": {"key": RAW + "jan.csv"}}}]}
+    first = client.put("/api/p/spending/files/transactions/jan.csv", content=SPENDING_CSV).json()
+    record = {"eventName": "s3:ObjectCreated:Put", "s3": {"object": {"key": SPENDING_RAW + "jan.csv"}}}
+    event = {"Records": [record]}
     echoed = client.post(f"/api/events/s3?secret={SECRET}", json=event).json()
 
     assert first["scheduled"] is True
@@ -75,15 +76,15 @@ REFUSED = [
     ("transactions/report.parquet", "unsupported_file_type"),
     ("transactions/run.sh", "unsupported_file_type"),
     ("transactions/noext", "unsupported_file_type"),
-    ("transactions/events.json", "unsupported_file_type"),  # the source reads CSV
+    ("transactions/events.json", "unsupported_file_type"),  # the source reads SPENDING_CSV
 ]
 
 
 def test_unsafe_paths_and_types_are_422(client, local_stores):
-    answers = [client.put(f"/api/p/spending/files/{path}", content=CSV) for path, _ in REFUSED]
+    answers = [client.put(f"/api/p/spending/files/{path}", content=SPENDING_CSV) for path, _ in REFUSED]
 
     assert [(a.status_code, a.json()["error"]) for a in answers] == [(422, code) for _, code in REFUSED]
-    assert [i.key for i in local_stores.lake.list(RAW)] == [RAW + "seed.csv"]
+    assert [i.key for i in local_stores.lake.list(SPENDING_RAW)] == [SPENDING_RAW + "seed.csv"]
 
 
 def test_too_large_unknown_pipeline_and_no_session(client, make_client, local_settings, monkeypatch, fake):
@@ -107,9 +108,9 @@ def test_an_upload_goes_to_the_lake_bucket_on_s3(s3_api_client, s3_settings, fak
     stores = build_stores(s3_settings)
     install_template(stores, "spending", "spending")
 
-    response = s3_api_client.put("/api/p/spending/files/transactions/jan.csv", content=CSV)
+    response = s3_api_client.put("/api/p/spending/files/transactions/jan.csv", content=SPENDING_CSV)
 
-    assert response.json()["scheduled"] is True and response.json()["key"] == RAW + "jan.csv"
-    assert stores.lake.get(RAW + "jan.csv") == CSV
+    assert response.json()["scheduled"] is True and response.json()["key"] == SPENDING_RAW + "jan.csv"
+    assert stores.lake.get(SPENDING_RAW + "jan.csv") == SPENDING_CSV
     assert events_service.auto_runs(s3_api_client.app).wait_idle(timeout=60)
     assert [run.tags["karet/trigger"] for run in fake.runs] == ["webhook"]
