@@ -10,7 +10,8 @@ Dagster's instance) and ``--settle`` seconds more have passed, the CPU time (uti
 ``/proc/<pid>/stat``, plus what exited children handed to their parents) of every process in its tree is
 summed over ``--seconds``, sampled every second. Reports % of one core, per process, and the machine's
 load; stops the stack with SIGINT (DAGSTER-NOTES pitfall 1: leftovers killed by PID after a bounded wait).
-Writes ``bench/data/idle.json``.
+Writes ``bench/data/idle.json``. Every sensor ticks first during the warm-up, so ticks come in rounds one
+sensor interval (``SENSOR_INTERVAL_SECONDS``) apart: keep the window a multiple of that interval.
 
 Usage: ``python -m bench.idle [--pipelines 200] [--seconds 120] [--settle 10]``.
 """
@@ -35,7 +36,12 @@ from bench.api_server import API_KEY, free_port
 from bench.measure import REPO, child_env
 from bench.stores import dagster_home, local_stores
 from karet_defs.catalog import read_pipeline
-from karet_defs.orchestration.sensors import WEBHOOK, raw_files_watch, write_coverage
+from karet_defs.orchestration.sensors import (
+    SENSOR_INTERVAL_SECONDS,
+    WEBHOOK,
+    raw_files_watch,
+    write_coverage,
+)
 from karet_defs.store.changes import ChangeCursor, list_watched
 from karet_defs.templates import install_template
 
@@ -240,6 +246,7 @@ def main() -> None:
     report = {
         "measured_at": datetime.now().isoformat(timespec="seconds"),
         "pipelines": args.pipelines,
+        "sensor_interval_s": SENSOR_INTERVAL_SECONDS,
         "warmup_s": round(warmup, 1),
         "loadavg_before": load_before,
         "loadavg_after": load_after,
@@ -249,7 +256,8 @@ def main() -> None:
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(report, indent=2))
     lines = [
-        f"{args.pipelines} pipelines, {cpu['window_s']} s window after {warmup:.0f} s of warm-up:",
+        f"{args.pipelines} pipelines, sensors every {SENSOR_INTERVAL_SECONDS} s, {cpu['window_s']} s window"
+        f" after {warmup:.0f} s of warm-up:",
         f"  whole stack: {cpu['cpu_s']} CPU s = {cpu['percent_of_core']} % of one core",
     ]
     for p in cpu["processes"]:
