@@ -103,11 +103,11 @@ def _free_port() -> int:
 def _measure(settings: Settings, resource: StoreResource, idle: int) -> dict:
     stores = build_stores(settings)
     stores.pipelines.put(f"pipelines/{SLUG}/pipeline.json", json.dumps(CONFIG).encode())
-    sensor = build_raw_files_sensor(read_pipeline(stores, SLUG), SLUG, grace_seconds=0)
+    sensor = build_raw_files_sensor(read_pipeline(stores, SLUG), SLUG, resource, grace_seconds=0)
     with dg.instance_for_test() as instance:
 
         def tick(cursor: str | None) -> tuple[float, dg.SensorResult]:
-            context = dg.build_sensor_context(instance=instance, cursor=cursor, resources={"store": resource})
+            context = dg.build_sensor_context(instance=instance, cursor=cursor)
             start = time.perf_counter()
             result = sensor(context)
             return time.perf_counter() - start, result

@@ -30,7 +30,7 @@ def build_definitions(store: StoreResource) -> dg.Definitions:
                     f"slug `{slug}` maps to the Dagster name `{name}` already used by `{names[name]}`",
                     code="name_collision",
                 )
-            parts.append(build_pipeline_defs(read_pipeline(stores, slug), slug))
+            parts.append(build_pipeline_defs(read_pipeline(stores, slug), slug, store))
         except KaretError as exc:
             _log.warning("pipeline %s skipped: %s: %s", slug, exc.code, exc.message)
             parts.append(build_broken_pipeline_defs(slug, exc))

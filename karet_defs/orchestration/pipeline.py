@@ -6,12 +6,13 @@ from karet_defs.config.models import Pipeline
 from karet_defs.errors import KaretError
 from karet_defs.orchestration.assets import build_external_specs, build_pipeline_assets, table_key
 from karet_defs.orchestration.jobs import build_pipeline_job, dagster_name
+from karet_defs.orchestration.resources import StoreResource
 from karet_defs.orchestration.sensors import build_raw_files_sensor
 
 CONFIG_ERROR_METADATA = "karet/config_error"
 
 
-def build_pipeline_defs(pipeline: Pipeline, slug: str) -> dg.Definitions:
+def build_pipeline_defs(pipeline: Pipeline, slug: str, store: StoreResource) -> dg.Definitions:
     """Source and lookup specs, the tables' multi-asset, the pipeline job and its raw-files sensor.
 
     A pipeline without tables has no job, hence no sensor; one without sources has nothing to watch.
@@ -21,7 +22,7 @@ def build_pipeline_defs(pipeline: Pipeline, slug: str) -> dg.Definitions:
         return dg.Definitions(assets=specs)
     tables = build_pipeline_assets(pipeline, slug)
     job = build_pipeline_job(slug, [table_key(slug, t.id) for t in pipeline.analytic_tables])
-    sensors = [build_raw_files_sensor(pipeline, slug)] if pipeline.source_containers else []
+    sensors = [build_raw_files_sensor(pipeline, slug, store)] if pipeline.source_containers else []
     return dg.Definitions(assets=[*specs, tables], jobs=[job], sensors=sensors)
 
 

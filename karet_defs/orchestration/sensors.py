@@ -70,6 +70,7 @@ def raw_files_watch(pipeline: Pipeline, slug: str) -> Watch:
 def build_raw_files_sensor(
     pipeline: Pipeline,
     slug: str,
+    store: StoreResource,
     *,
     minimum_interval_seconds: int = SENSOR_INTERVAL_SECONDS,
     grace_seconds: float = RUN_END_GRACE_SECONDS,
@@ -77,6 +78,9 @@ def build_raw_files_sensor(
     """A sensor asking for one run of the pipeline's job per batch of new or changed raw files.
 
     It starts RUNNING: "drop a CSV in the bucket and the tables update" must work without a click in the UI.
+    ``store`` is bound when the definitions are built rather than declared as a resource: for a sensor with
+    resources Dagster builds a ``DagsterInstance`` on every tick (about 28 ms of an idle tick's 30 ms, so
+    most of the idle cost of 200 pipelines); this way an idle tick never touches the instance at all.
     """
     watch = raw_files_watch(pipeline, slug)
 
@@ -87,7 +91,7 @@ def build_raw_files_sensor(
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=f"New or changed raw files under {', '.join(watch.prefixes())} run pipeline `{slug}`",
     )
-    def _raw_files(context: dg.SensorEvaluationContext, store: StoreResource) -> dg.SensorResult:
+    def _raw_files(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         settings = store.settings()
         changes = detect_changes(
             list_watched(_stores_for(settings).lake, watch), ChangeCursor.from_json(context.cursor)

@@ -164,9 +164,9 @@ def idle(client: TestClient) -> None:
 
 
 def sensor_tick(stores: Stores, settings: Settings, instance: dg.DagsterInstance, cursor: str | None = None):
-    sensor = build_raw_files_sensor(read_pipeline(stores, "spending"), "spending", grace_seconds=0)
     resource = StoreResource(data_dir=str(settings.data_dir), s3_bucket="")
-    return sensor(dg.build_sensor_context(instance=instance, cursor=cursor, resources={"store": resource}))
+    sensor = build_raw_files_sensor(read_pipeline(stores, "spending"), "spending", resource, grace_seconds=0)
+    return sensor(dg.build_sensor_context(instance=instance, cursor=cursor))
 
 
 REFUSED = [

@@ -14,13 +14,14 @@ from karet_defs.templates import install_template
 
 def test_materialize_demo_records_metadata_and_checks(local_settings, local_stores):
     install_template(local_stores, "spending", "spending")
-    defs = build_pipeline_defs(read_pipeline(local_stores, "spending"), "spending")
+    store = StoreResource(data_dir=str(local_settings.data_dir))
+    defs = build_pipeline_defs(read_pipeline(local_stores, "spending"), "spending", store)
     assets = list(defs.assets or [])
 
     with dg.instance_for_test() as instance:
         result = dg.materialize(
             assets,
-            resources={"store": StoreResource(data_dir=str(local_settings.data_dir))},
+            resources={"store": store},
             instance=instance,
         )
         assert result.success
@@ -52,12 +53,13 @@ def test_failing_assertion_shows_as_failed_check(local_settings, local_stores):
     local_stores.lake.put(
         "pipelines/spending/transactions/seed.csv", b"date,description,amount,account\n2026-04-01,X,,visa\n"
     )
-    defs = build_pipeline_defs(read_pipeline(local_stores, "spending"), "spending")
+    store = StoreResource(data_dir=str(local_settings.data_dir))
+    defs = build_pipeline_defs(read_pipeline(local_stores, "spending"), "spending", store)
 
     with dg.instance_for_test() as instance:
         result = dg.materialize(
             list(defs.assets or []),
-            resources={"store": StoreResource(data_dir=str(local_settings.data_dir))},
+            resources={"store": store},
             instance=instance,
         )
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
@@ -81,13 +83,14 @@ def test_execute_pipeline_run_is_a_tagged_dagster_run(pipeline_env, local_stores
 
 def test_config_broken_after_load_fails_the_run_with_the_cause(local_settings, local_stores):
     install_template(local_stores, "spending", "spending")
-    defs = build_pipeline_defs(read_pipeline(local_stores, "spending"), "spending")
+    store = StoreResource(data_dir=str(local_settings.data_dir))
+    defs = build_pipeline_defs(read_pipeline(local_stores, "spending"), "spending", store)
     local_stores.pipelines.put("pipelines/spending/pipeline.json", b"{oops")
 
     with dg.instance_for_test() as instance:
         result = dg.materialize(
             list(defs.assets or []),
-            resources={"store": StoreResource(data_dir=str(local_settings.data_dir))},
+            resources={"store": store},
             instance=instance,
             raise_on_error=False,
         )

@@ -67,11 +67,9 @@ class Ticker:
 
     def tick(self) -> dg.SensorResult:
         sensor = build_raw_files_sensor(
-            read_pipeline(self.stores, self.slug), self.slug, grace_seconds=self.grace_seconds
+            read_pipeline(self.stores, self.slug), self.slug, self.resource, grace_seconds=self.grace_seconds
         )
-        context = dg.build_sensor_context(
-            instance=self.instance, cursor=self.cursor, resources={"store": self.resource}
-        )
+        context = dg.build_sensor_context(instance=self.instance, cursor=self.cursor)
         result = sensor(context)
         assert isinstance(result, dg.SensorResult)
         if result.cursor is not None:
