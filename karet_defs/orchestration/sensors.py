@@ -36,10 +36,10 @@ from karet_defs.store.s3 import S3Store
 
 # The webhook and uploads start runs at once (`python -m bench.autorun`: rows readable ~0.3 s after an
 # upload); the sensor is only the safety net for lost events and buckets without notifications, so a file
-# missed by both waits at most ~2 min. Every tick costs Dagster a few SQLite writes in the daemon and a
-# gRPC evaluation in the code server whatever the listing finds: 200 idle pipelines kept 47 % of a core
-# busy at 30 s, 16 % at 120 s (`python -m bench.idle`).
-SENSOR_INTERVAL_SECONDS = 120
+# missed by both waits at most ~3 min. Every tick costs the daemon a few SQLite writes (~29 ms) whatever the
+# listing finds: with 200 idle pipelines the whole stack used 47 % of a core at 30 s, 10.9 % at 120 s and
+# 9.1 % at 180 s (`python -m bench.idle`).
+SENSOR_INTERVAL_SECONDS = 180
 RUN_END_GRACE_SECONDS = 10.0
 WEBHOOK = "webhook"
 SENSOR = "sensor"
