@@ -3,11 +3,12 @@
 from fastapi import APIRouter, Depends, Request, Response
 
 from karet_api.deps import SettingsDep, StoreDep, require_user
+from karet_api.routing import CappedJsonRoute
 from karet_api.schemas.auth import PasswordBody, PasswordChange, SessionStatus, SetupStatus
 from karet_api.schemas.common import STORE_ERRORS, Ok, error_responses
 from karet_api.services import auth
 
-router = APIRouter(prefix="/api", tags=["auth"])
+router = APIRouter(prefix="/api", tags=["auth"], route_class=CappedJsonRoute)
 
 _MISCONFIGURED = (500, "server_misconfigured: KARET_SESSION_SECRET is not set (S3 store)")
 _THROTTLED = (

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Header, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from karet_api.deps import ReloaderDep, StoreDep
+from karet_api.routing import CappedJsonRoute
 from karet_api.schemas.common import STORE_ERRORS, Ok, error_responses
 from karet_api.schemas.config import ConfigSaved
 from karet_api.services import pipelines, validation
@@ -15,7 +16,7 @@ from karet_defs.slugs import sanitise_slug
 from karet_defs.store import keys
 from karet_defs.store.base import Stores
 
-router = APIRouter(prefix="/api", tags=["config"])
+router = APIRouter(prefix="/api", tags=["config"], route_class=CappedJsonRoute)
 
 _JSON_BODY = {
     "requestBody": {"content": {"application/json": {"schema": {"type": "object"}}}, "required": True}

@@ -3,12 +3,13 @@
 from fastapi import APIRouter, Response
 
 from karet_api.deps import StoreDep
+from karet_api.routing import CappedJsonRoute
 from karet_api.schemas.common import STORE_ERRORS, error_responses
 from karet_api.schemas.dashboards import DashboardList, DashboardListing
 from karet_api.services import pipelines
 from karet_defs.slugs import sanitise_slug
 
-router = APIRouter(prefix="/api", tags=["dashboards"])
+router = APIRouter(prefix="/api", tags=["dashboards"], route_class=CappedJsonRoute)
 
 
 @router.get(

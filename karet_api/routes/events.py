@@ -4,11 +4,12 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
 from karet_api.deps import SettingsDep
+from karet_api.routing import CappedJsonRoute
 from karet_api.schemas.common import error_responses
 from karet_api.schemas.events import EventsReceived
 from karet_api.services import events
 
-router = APIRouter(prefix="/api", tags=["events"])
+router = APIRouter(prefix="/api", tags=["events"], route_class=CappedJsonRoute)
 
 
 @router.post(

@@ -3,12 +3,13 @@
 from fastapi import APIRouter, Request
 
 from karet_api.deps import StoreDep
+from karet_api.routing import CappedJsonRoute
 from karet_api.schemas.common import error_responses
 from karet_api.schemas.events import FileUploaded
 from karet_api.services import events, uploads
 from karet_defs.slugs import sanitise_slug
 
-router = APIRouter(prefix="/api", tags=["files"])
+router = APIRouter(prefix="/api", tags=["files"], route_class=CappedJsonRoute)
 
 
 @router.put(

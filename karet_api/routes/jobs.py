@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from karet_api.deps import InstanceDep, SettingsDep, StoreDep
+from karet_api.routing import CappedJsonRoute
 from karet_api.schemas.common import error_responses
 from karet_api.schemas.jobs import JobCreated, JobList
 from karet_api.services.jobs import get_job, list_jobs
@@ -16,7 +17,7 @@ from karet_api.services.runs import start_run
 from karet_defs.catalog import read_pipeline
 from karet_defs.errors import NotFound, Unprocessable
 
-router = APIRouter(prefix="/api", tags=["jobs"])
+router = APIRouter(prefix="/api", tags=["jobs"], route_class=CappedJsonRoute)
 
 
 @router.get("/p/{slug}/jobs", response_model=JobList, responses=error_responses((401, "not signed in")))

@@ -3,6 +3,7 @@
 from fastapi import APIRouter
 
 from karet_api.deps import InstanceDep, ReloaderDep, SettingsDep, StoreDep
+from karet_api.routing import CappedJsonRoute
 from karet_api.schemas.common import STORE_ERRORS, error_responses
 from karet_api.schemas.pipelines import (
     PipelineCreate,
@@ -16,7 +17,7 @@ from karet_api.services import pipelines
 from karet_defs.catalog import list_slugs
 from karet_defs.slugs import sanitise_slug
 
-router = APIRouter(prefix="/api", tags=["pipelines"])
+router = APIRouter(prefix="/api", tags=["pipelines"], route_class=CappedJsonRoute)
 
 
 @router.get(

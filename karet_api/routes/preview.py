@@ -7,13 +7,14 @@ from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from karet_api.deps import StoreDep
+from karet_api.routing import CappedJsonRoute
 from karet_api.schemas.common import Ok, error_responses
 from karet_api.services import pipelines
 from karet_api.services.transfer import read_body
 from karet_defs.errors import ObjectNotFound
 from karet_defs.slugs import sanitise_slug
 
-router = APIRouter(prefix="/api", tags=["preview"])
+router = APIRouter(prefix="/api", tags=["preview"], route_class=CappedJsonRoute)
 
 MAX_PREVIEW_BYTES = 5 * 1024 * 1024
 # A 1×1 fully transparent RGBA PNG, shown until a preview exists.

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 
 from karet_api.deps import InstanceDep, StoreDep
+from karet_api.routing import CappedJsonRoute
 from karet_api.schemas.common import error_responses
 from karet_api.schemas.tables import TableInfo, TableList
 from karet_api.services.jobs import iso
@@ -19,7 +20,7 @@ from karet_defs.slugs import sanitise_slug
 from karet_defs.store import keys
 from karet_defs.store.base import Stores
 
-router = APIRouter(prefix="/api", tags=["tables"])
+router = APIRouter(prefix="/api", tags=["tables"], route_class=CappedJsonRoute)
 
 
 def _pipeline(stores: Stores, slug: str) -> Pipeline:

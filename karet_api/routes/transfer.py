@@ -9,13 +9,14 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from karet_api.deps import ReloaderDep, StoreDep
+from karet_api.routing import CappedJsonRoute
 from karet_api.schemas.common import STORE_ERRORS, error_responses
 from karet_api.schemas.pipelines import PipelineCreated
 from karet_api.services import transfer
 from karet_api.services.pipelines import ensure_slug_free
 from karet_defs.slugs import sanitise_slug
 
-router = APIRouter(prefix="/api", tags=["transfer"])
+router = APIRouter(prefix="/api", tags=["transfer"], route_class=CappedJsonRoute)
 
 # Small uploads stay in memory; bigger ones spill to disk instead of growing the process.
 _SPOOL_BYTES = 8 * 1024 * 1024

@@ -4,13 +4,14 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import PlainTextResponse
 
 from karet_api.deps import InstanceDep, SettingsDep, StoreDep, require_worker_token
+from karet_api.routing import CappedJsonRoute
 from karet_api.schemas.common import ErrorBody, Ok
 from karet_api.schemas.worker import WorkerRunRequest, WorkerRunResult
 from karet_api.services import validation
 from karet_api.services.runs import run_pipeline_to_end
 from karet_defs.catalog import slug_from_pipeline_prefix
 
-router = APIRouter(tags=["worker"])
+router = APIRouter(tags=["worker"], route_class=CappedJsonRoute)
 _errors = {
     401: {"model": ErrorBody, "description": "missing or invalid bearer token"},
     413: {"model": ErrorBody, "description": "payload_too_large: body over 5 MiB"},

@@ -18,6 +18,7 @@ from urllib.parse import unquote
 
 import pytest
 
+from karet_api.routing import MAX_JSON_BODY_BYTES
 from karet_api.services import auth
 from karet_defs.config.validate import MAX_CONFIG_BYTES, parse_pipeline
 from karet_defs.errors import ConfigSchemaError
@@ -329,17 +330,35 @@ def test_megabyte_passwords_are_refused_before_hashing(hostile):
     client, snapshot = hostile
     client.headers.pop("X-API-Key")
     before = snapshot()
-    huge = "a" * 1024 * 1024
     started = time.monotonic()
-    for path, body in [
-        ("/api/auth/setup", {"password": huge}),
-        ("/api/auth/login", {"password": huge}),
-        ("/api/auth/me", {"currentPassword": huge, "newPassword": huge}),
-    ]:
-        method = "PATCH" if path.endswith("/me") else "POST"
-        _refused(client.request(method, path, json=body), (401, 422))
+    for size, refusal in [(100_000, (401, 422)), (1024 * 1024, 413)]:
+        huge = "a" * size
+        for path, body in [
+            ("/api/auth/setup", {"password": huge}),
+            ("/api/auth/login", {"password": huge}),
+            ("/api/auth/me", {"currentPassword": huge, "newPassword": huge}),
+        ]:
+            method = "PATCH" if path.endswith("/me") else "POST"
+            _refused(client.request(method, path, json=body), refusal)
     assert time.monotonic() - started < 5
     assert snapshot() == before
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_json_bodies_over_a_mebibyte_are_refused_unread(hostile, chunked):
+    client, snapshot = hostile
+    before = snapshot()
+    body = json.dumps({"slug": "x" * (MAX_JSON_BODY_BYTES + 1)}).encode()
+    headers = {"content-type": "application/json"}
+    routes = [("POST", "/api/pipelines"), ("PATCH", f"/api/pipelines/{SLUG}"), ("POST", "/jobs/run")]
+
+    for method, path in routes:
+        content = iter([body[:1024], body[1024:]]) if chunked else body
+        _refused(client.request(method, path, content=content, headers=headers), 413, "payload_too_large")
+
+    assert snapshot() == before
+    # A small body on the same route is read as usual.
+    assert client.post("/api/pipelines", json={"slug": "fine"}).status_code == 200
 
 
 INJECTIONS = [
