@@ -1,9 +1,11 @@
 """Running a whole pipeline (SPEC §4, REFERENCE §3.3): the one entry point Dagster assets and scripts call.
 
-Inputs are discovered per source and fetched once; every mapping is evaluated file by file with vectorised
-Polars expressions, so one bad file is reported and skipped while the good ones are written. A mapping's
-output is checked (assertions), de-duplicated, split into Hive partitions and published object by object;
-its stale files are reaped only after all of its new files are in place.
+Inputs are discovered per source and fetched once; every mapping is evaluated with vectorised Polars
+expressions into one fragment per raw file (kept in the engine cache, so later runs parse only new or changed
+files), and one bad file is reported and skipped while the good ones are written. On a first or clean run a
+single query parses every file once and writes both the fragments and the partitions. A mapping's output is
+checked (assertions), de-duplicated, split into Hive partitions and published object by object; its stale
+files are reaped only after all of its new files are in place.
 """
 
 import datetime as dt
