@@ -551,7 +551,7 @@ def _stage_files(
     *,
     write_along: Callable[[pl.LazyFrame], pl.LazyFrame],
 ) -> tuple[list[tuple[ObjectInfo, Path]], bool]:
-    """Evaluate the mapping over each raw file into a Parquet fragment; report failing files.
+    """Evaluate the mapping over each raw file into a fragment; report failing files.
 
     When no file is cached and every CSV shares one header (a first or clean run), one query reads them all
     and feeds both the fragments and ``write_along`` (the mapping's output, from every file, in listing
