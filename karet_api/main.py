@@ -24,6 +24,7 @@ from karet_api.routes import (
 )
 from karet_api.services.reload import DefinitionsReloader
 from karet_defs.orchestration.launch import wait_for_background_runs
+from karet_defs.scratch import reap_orphans
 from karet_defs.settings import Settings, get_settings
 from karet_defs.store.factory import build_stores
 
@@ -48,6 +49,7 @@ def create_app(settings: Settings | None = None, instance: dg.DagsterInstance | 
         description="Karet's HTTP API; jobs are Dagster runs, table facts come from Dagster asset metadata.",
     )
     app.state.settings = settings
+    reap_orphans()  # uploads, imports and exports of an API process that was killed mid-request
     app.state.stores = build_stores(settings)
     app.state.instance = instance or dg.DagsterInstance.get()
     app.state.reloader = DefinitionsReloader(settings.dagster_url)

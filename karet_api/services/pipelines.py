@@ -13,7 +13,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -32,6 +31,7 @@ from karet_defs.errors import (
     Unprocessable,
 )
 from karet_defs.orchestration.jobs import TAG_PIPELINE
+from karet_defs.scratch import scratch_dir
 from karet_defs.slugs import relocate_path_prefixes, sanitise_slug
 from karet_defs.store import keys
 from karet_defs.store.base import ObjectInfo, ObjectStore, Stores, normalise_etag
@@ -152,7 +152,7 @@ def rename_pipeline(stores: Stores, old: str, new: str) -> int:
     config: bytes | None = None
     written: list[tuple[ObjectStore, str]] = []
     try:
-        with tempfile.TemporaryDirectory(prefix="karet-rename-") as tmp:
+        with scratch_dir("rename") as tmp:
             for store, info in objects:
                 if store is stores.pipelines and info.key == old_config_key:
                     config = store.get(info.key)

@@ -9,7 +9,6 @@ to the store, ``pipeline.json`` last and only if the slug is still free. A refus
 """
 
 import re
-import tempfile
 import zipfile
 import zlib
 from collections.abc import Iterator
@@ -28,6 +27,7 @@ from karet_defs.errors import (
     PreconditionFailed,
     Unprocessable,
 )
+from karet_defs.scratch import scratch_dir
 from karet_defs.slugs import pipeline_folders, relocate_path_prefixes
 from karet_defs.store import keys
 from karet_defs.store.base import ObjectInfo, ObjectStore, Stores
@@ -96,7 +96,7 @@ def export_entries(stores: Stores, slug: str) -> list[ExportEntry]:
 def iter_zip(entries: list[ExportEntry]) -> Iterator[bytes]:
     """The ZIP of ``entries`` (DEFLATE), in chunks, produced while it is read."""
     sink = _ChunkSink()
-    with tempfile.TemporaryDirectory(prefix="karet-export-") as tmp:
+    with scratch_dir("export") as tmp:
         with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED) as archive:
             for entry in entries:
                 source = _open_object(entry.store, entry.info.key, Path(tmp) / "object")
@@ -170,7 +170,7 @@ def import_zip(stores: Stores, slug: str, archive_file: BinaryIO) -> None:
         archive = zipfile.ZipFile(archive_file)
     except (*_ZIP_READ_ERRORS, OSError) as exc:
         raise Unprocessable(f"not a readable zip file: {exc}", code="invalid_zip") from exc
-    with archive, tempfile.TemporaryDirectory(prefix="karet-import-") as tmp:
+    with archive, scratch_dir("import") as tmp:
         members = _checked_members(archive)
         extracted = _extract(archive, members, Path(tmp))
         config_file = next(e.file for e in extracted if e.path == keys.CONFIG_NAME)

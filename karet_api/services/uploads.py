@@ -10,7 +10,6 @@ upload cap), stored with one atomic put, and handed to the webhook's debounce (t
 SPEC's trigger values), so an upload followed by the bucket's own notification of it starts one run.
 """
 
-import tempfile
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -23,6 +22,7 @@ from karet_defs.catalog import read_pipeline
 from karet_defs.config.models import Pipeline
 from karet_defs.engine.read import SOURCE_EXTENSIONS
 from karet_defs.errors import KaretError, PayloadTooLarge, StoreError, Unprocessable
+from karet_defs.scratch import scratch_dir
 from karet_defs.store import keys
 from karet_defs.store.base import ObjectInfo, Stores
 from karet_defs.store.changes import is_karet_output
@@ -86,7 +86,7 @@ async def receive_upload(
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > MAX_UPLOAD_BYTES:
         raise _too_large()
-    with tempfile.TemporaryDirectory(prefix="karet-upload-") as tmp:
+    with scratch_dir("upload") as tmp:
         spool = Path(tmp) / "body"
         size = 0
         with open(spool, "wb") as out:

@@ -14,7 +14,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,6 +57,7 @@ from karet_defs.engine.write import (
 from karet_defs.errors import KaretError
 from karet_defs.expr.compile import CompiledColumns, compile_columns, compile_expr
 from karet_defs.expr.lookups import build_lookup_registry
+from karet_defs.scratch import reap_orphans, scratch_dir
 from karet_defs.store import keys
 from karet_defs.store.base import ObjectInfo, ObjectStore, Stores
 
@@ -129,7 +129,8 @@ def run_pipeline(
             deleted = stores.warehouse.delete_many([i.key for i in stores.warehouse.list(prefix)])
             log.info("clean_run: deleted %d object(s) under %s", deleted, prefix)
     mappings = [m for m in pipeline.mappings if m.analytic_table_id in report.tables]
-    with tempfile.TemporaryDirectory(prefix="karet-run-") as tmp:
+    reap_orphans()  # scratch of runs killed on this host: downloaded inputs, staged partitions
+    with scratch_dir("run") as tmp:
         inputs = RawInputs(
             stores.lake, Path(tmp) / "inputs", _list_inputs(stores.lake, pipeline, slug, mappings)
         )
@@ -285,7 +286,7 @@ def _run_mapping(
         fail(f"ingest {mapping.id}: evaluator error: {exc.message}")
         return
 
-    with tempfile.TemporaryDirectory(prefix=f"karet-{mapping.id}-") as tmp:
+    with scratch_dir("mapping") as tmp:
         evaluation = _Evaluation(columns, where, record_filter)
         along = PartitionedOutput(table, mapping.id, Path(tmp) / "along")
         staged, written_along = _stage_files(

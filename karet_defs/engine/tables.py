@@ -5,7 +5,6 @@ Hive-aware reader (DuckDB, Polars) shows them.
 """
 
 import io
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import unquote
@@ -15,6 +14,7 @@ import pyarrow.parquet as pq
 
 from karet_defs.config.models import AnalyticTable
 from karet_defs.engine.read import declared_dtype
+from karet_defs.scratch import scratch_dir
 from karet_defs.store import keys
 from karet_defs.store.base import ObjectStore
 
@@ -48,7 +48,7 @@ def iter_rows_json(
     remaining = limit
     to_skip = offset
     first = True
-    with tempfile.TemporaryDirectory(prefix="karet-rows-") as tmp:
+    with scratch_dir("rows") as tmp:
         for key in files:
             if remaining is not None and remaining <= 0:
                 break

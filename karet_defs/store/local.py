@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from karet_defs.errors import ObjectNotFound, PreconditionFailed, StoreError
+from karet_defs.scratch import reap_orphans, scratch_prefix
 from karet_defs.store.base import ObjectInfo, normalise_etag
 
 TMP_DIR_NAME = ".karet-tmp"
@@ -41,6 +42,8 @@ class LocalStore:
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
+        # Partial puts of killed processes are never visible, but they would fill the disk over time.
+        reap_orphans(self._tmp_dir)
 
     def __repr__(self) -> str:
         return f"LocalStore({str(self.root)!r})"
@@ -211,7 +214,7 @@ class LocalStore:
     def _write_temp(self, key: str, chunks: Iterable[bytes]) -> tuple[Path, str]:
         try:
             self._tmp_dir.mkdir(parents=True, exist_ok=True)
-            fd, name = tempfile.mkstemp(dir=self._tmp_dir, prefix="put-", suffix=".tmp")
+            fd, name = tempfile.mkstemp(dir=self._tmp_dir, prefix=scratch_prefix("put"), suffix=".tmp")
         except OSError as exc:
             raise StoreError(f"Cannot write object {key!r}: {exc}") from exc
         tmp = Path(name)
