@@ -28,9 +28,8 @@ def _option(value: float | None) -> str:
     return f"Some({value:.1f})" if value == int(value) else f"Some({value:g})"
 
 
-def check_assertions(frame: pl.LazyFrame, table: AnalyticTable) -> list[Violation]:
-    """Every violation of the table's column assertions by ``frame``, in schema order."""
-    produced = set(frame.collect_schema().names())
+def assertion_aggregates(produced: set[str], table: AnalyticTable) -> list[pl.Expr]:
+    """The aggregates ``violations_from`` reads, for one query over a frame with columns ``produced``."""
     aggregates: list[pl.Expr] = []
     for column in table.schema_:
         rules = column.assertions
@@ -52,8 +51,11 @@ def check_assertions(frame: pl.LazyFrame, table: AnalyticTable) -> list[Violatio
             below = (number < rules.min).sum() if rules.min is not None else pl.lit(0)
             above = (number > rules.max).sum() if rules.max is not None else pl.lit(0)
             aggregates += [below.alias(f"{column.name}\x00below"), above.alias(f"{column.name}\x00above")]
-    counts = frame.select(aggregates).collect(engine="streaming").row(0, named=True) if aggregates else {}
+    return aggregates
 
+
+def violations_from(counts: dict[str, object], produced: set[str], table: AnalyticTable) -> list[Violation]:
+    """The violations that the counts of ``assertion_aggregates`` show, in schema order."""
     violations: list[Violation] = []
     for column in table.schema_:
         rules = column.assertions

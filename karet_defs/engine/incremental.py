@@ -87,16 +87,20 @@ def fragment_parts(fragments: dict[str, Path], keys: list[str]) -> dict[str, lis
     """The distinct partition key tuples of each fragment (by file key), JSON-ready, in one query."""
     if not fragments:
         return {}
-    by_path = {str(path): key for key, path in fragments.items()}
     distinct = (
         scan_fragments(list(fragments.values()), path_column="__fragment")
         .select(["__fragment", *keys])
         .unique(maintain_order=True)
         .collect()
     )
-    parts: dict[str, list[list[object]]] = {key: [] for key in fragments}
+    return parts_by_file(distinct, {str(path): key for key, path in fragments.items()})
+
+
+def parts_by_file(distinct: pl.DataFrame, key_of_path: dict[str, str]) -> dict[str, list[list[object]]]:
+    """JSON-ready partition key tuples per file key, from distinct (path, *keys) rows."""
+    parts: dict[str, list[list[object]]] = {key: [] for key in key_of_path.values()}
     for path, *values in distinct.iter_rows():
-        parts[by_path[path]].append([_jsonable(v) for v in values])
+        parts[key_of_path[path]].append([_jsonable(v) for v in values])
     return parts
 
 

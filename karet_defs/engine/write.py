@@ -51,22 +51,25 @@ def render_segment(value: object) -> str:
     raise PartitionError(f"unsupported partition key value: {value!r}")
 
 
-def check_partition_keys(frame: pl.LazyFrame, table: AnalyticTable) -> None:
-    """Every key is produced, has a partitionable type and no nulls; else the mapping fails."""
+def partition_null_counts(schema: pl.Schema, table: AnalyticTable) -> list[pl.Expr]:
+    """Aggregates counting the nulls of the partition keys in ``schema``, for ``check_partition_keys``."""
+    keys = [key for key in table.partition_keys if key in schema]
+    return [pl.col(key).null_count().alias(f"{key}\x00nulls") for key in keys]
+
+
+def check_partition_keys(schema: pl.Schema, counts: dict[str, object], table: AnalyticTable) -> None:
+    """Every key is produced, has a partitionable type and no nulls (``counts`` of ``partition_null_counts``);
+    else the mapping fails."""
     keys = table.partition_keys
-    if not keys:
-        return
-    schema = frame.collect_schema()
     for key in keys:
         if key not in schema:
             raise PartitionError(f"partition key `{key}` is not produced by the mapping")
         if schema[key].is_float() or schema[key].is_nested():
             raise PartitionError(f"unsupported partition key value: column `{key}` is {schema[key]}")
-    nulls = frame.select(pl.col(keys).null_count()).collect(engine="streaming").row(0, named=True)
     for key in keys:
-        if nulls[key]:
+        if nulls := int(counts.get(f"{key}\x00nulls") or 0):
             raise PartitionError(
-                f"partition key `{key}` has {nulls[key]} null value(s); rows cannot be assigned to a "
+                f"partition key `{key}` has {nulls} null value(s); rows cannot be assigned to a "
                 "partition (coalesce in the expression to supply a default)"
             )
 
