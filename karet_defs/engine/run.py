@@ -527,12 +527,13 @@ def _publish_changed_partitions(
     parts: list[tuple[str, Path]] = []
     emptied: list[str] = []
     rows = 0
+    identities = {k: {json.dumps(p) for p in parts_of[k]} for k in current}
     for identity, values in affected.items():
         relative = (
             "/".join(f"{k}={render_segment(_python(v))}" for k, v in zip(keys_, values, strict=True))
             + f"/{file_name}"
         )
-        feeding = [current[k] for k in current if any(json.dumps(p) == identity for p in parts_of[k])]
+        feeding = [current[k] for k in current if identity in identities[k]]
         if not feeding:
             emptied.append(prefix + relative)
             continue
