@@ -200,7 +200,7 @@ class LocalStore:
                 yield from self._walk(folder / name, key, prefix, start_after)
             elif key.startswith(prefix) and (start_after is None or key > start_after):
                 try:
-                    remembered = _remembered_info(folder / name, key)
+                    remembered = _remembered_info(os.path.join(folder, name), key)
                     if remembered is not None:
                         yield remembered
                         continue
@@ -334,7 +334,7 @@ def _is_dir(entry: os.DirEntry[str]) -> bool:
         return False
 
 
-def _remembered_info(path: Path, key: str) -> ObjectInfo | None:
+def _remembered_info(path: str, key: str) -> ObjectInfo | None:
     """The object's info when its remembered ETag still matches its size and mtime, else None.
 
     Two calls by path instead of open, fstat, read the attribute and close: listings of 100,000 objects (a
