@@ -341,47 +341,47 @@ def _remembered_info(path: str, key: str) -> ObjectInfo | None:
     sensor tick) are mostly this. A file replaced between the two calls fails the stamp check and is opened.
     """
     st = os.stat(path)
-    try:
-        remembered = os.getxattr(path, _ETAG_XATTR).decode()
-    except OSError:
-        return None
-    stamp = f"{st.st_size}:{st.st_mtime_ns}:"
-    if not remembered.startswith(stamp):
-        return None
-    return ObjectInfo(
-        key=key,
-        size=st.st_size,
-        etag=remembered[len(stamp) :],
-        last_modified=datetime.fromtimestamp(st.st_mtime, tz=UTC),
-    )
+    etag = _remembered_etag(path, st)
+    return None if etag is None else _object_info(key, st, etag)
 
 
 def _info(f: BinaryIO, key: str) -> ObjectInfo:
     st = os.fstat(f.fileno())
+    return _object_info(key, st, _etag(f, st))
+
+
+def _object_info(key: str, st: os.stat_result, etag: str) -> ObjectInfo:
     return ObjectInfo(
-        key=key,
-        size=st.st_size,
-        etag=_etag(f, st),
-        last_modified=datetime.fromtimestamp(st.st_mtime, tz=UTC),
+        key=key, size=st.st_size, etag=etag, last_modified=datetime.fromtimestamp(st.st_mtime, tz=UTC)
     )
 
 
 def _etag(f: BinaryIO, st: os.stat_result) -> str:
-    stamp = f"{st.st_size}:{st.st_mtime_ns}:"
-    try:
-        remembered = os.getxattr(f.fileno(), _ETAG_XATTR).decode()
-    except OSError:
-        remembered = ""
-    if remembered.startswith(stamp):
-        return remembered[len(stamp) :]
-    etag = _md5_of(f)
-    _remember_etag(f.fileno(), st, etag)
+    etag = _remembered_etag(f.fileno(), st)
+    if etag is None:
+        etag = _md5_of(f)
+        _remember_etag(f.fileno(), st, etag)
     return etag
+
+
+def _stamp(st: os.stat_result) -> str:
+    """The version a remembered ETag belongs to: the file's size and modification time."""
+    return f"{st.st_size}:{st.st_mtime_ns}:"
+
+
+def _remembered_etag(target: int | str, st: os.stat_result) -> str | None:
+    """The ETag remembered for this version (``st``) of the file (a descriptor or a path), if any."""
+    try:
+        remembered = os.getxattr(target, _ETAG_XATTR).decode()
+    except OSError:
+        return None
+    stamp = _stamp(st)
+    return remembered[len(stamp) :] if remembered.startswith(stamp) else None
 
 
 def _remember_etag(fd: int, st: os.stat_result, etag: str) -> None:
     try:
-        os.setxattr(fd, _ETAG_XATTR, f"{st.st_size}:{st.st_mtime_ns}:{etag}".encode())
+        os.setxattr(fd, _ETAG_XATTR, f"{_stamp(st)}{etag}".encode())
     except OSError:
         pass  # no user xattrs here (or a read-only file): hash again next time
 
