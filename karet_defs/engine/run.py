@@ -307,9 +307,7 @@ def _run_mapping(
             if in_one_pass:
                 one_pass.verdict()
                 parts = one_pass.output.files()
-                outcome = _publish_parts(
-                    warehouse, prefix, mapping, table, staged, parts, checked=True, parts_of=one_pass.parts
-                )
+                outcome = _publish_parts(warehouse, prefix, mapping, staged, parts, parts_of=one_pass.parts)
             elif manifest is not None and supports_incremental(table):
                 outcome = _publish_changed_partitions(
                     warehouse, prefix, mapping, table, staged, manifest, tmp
@@ -363,15 +361,18 @@ class _RowChecks:
 
     def __init__(self, schema: pl.Schema, mapping: Mapping, table: AnalyticTable) -> None:
         self.schema, self.mapping, self.table = schema, mapping, table
-        produced = set(schema.names())
-        self._aggregates = [*assertion_aggregates(produced, table), *partition_null_counts(schema, table)]
+        self._produced = set(schema.names())
+        self._aggregates = [
+            *assertion_aggregates(self._produced, table),
+            *partition_null_counts(schema, table),
+        ]
 
     def query(self, frame: pl.LazyFrame) -> pl.LazyFrame:
         return frame.select(self._aggregates or [pl.len()])
 
     def verdict(self, counts: dict[str, object]) -> None:
         """Raise ``_MappingFailed`` for the first failing check, given the row of ``query``'s result."""
-        violations = violations_from(counts, set(self.schema.names()), self.table)
+        violations = violations_from(counts, self._produced, self.table)
         if violations:
             raise _MappingFailed(
                 f"assertion {self.mapping.id}: " + "; ".join(str(v) for v in violations), violations
@@ -458,24 +459,21 @@ def _publish_all(
         raise _MappingFailed(f"dedup {mapping.id}: {exc}") from exc
     except pl.exceptions.PolarsError as exc:
         raise _MappingFailed(f"collect {mapping.id}: {_first_paragraph(exc)}") from exc
-    return _publish_parts(warehouse, prefix, mapping, table, staged, parts, checked=True)
+    return _publish_parts(warehouse, prefix, mapping, staged, parts)
 
 
 def _publish_parts(
     warehouse: ObjectStore,
     prefix: str,
     mapping: Mapping,
-    table: AnalyticTable,
     staged: list[tuple[ObjectInfo, Path]],
     parts: list[tuple[str, Path]],
     *,
-    checked: bool = False,
     parts_of: dict[str, list[list[object]]] | None = None,
 ) -> _Published:
-    """Publish every partition written from all fragments, then reap what the mapping no longer produces."""
+    """Publish every partition written (and checked) from all fragments, then reap what the mapping no
+    longer produces."""
     paths = [fragment for _, fragment in staged]
-    if not checked:
-        _checked(fragments.scan_fragments(paths), mapping, table)
     written = _upload(warehouse, prefix, mapping, parts)
     rows = sum(pq.read_metadata(path).num_rows for _, path in parts)
     staged_rows = fragments.fragment_rows(paths)
@@ -615,10 +613,9 @@ def _stage_files(
     When no file is cached and every CSV shares one header (a first or clean run), one query reads them all
     and feeds both the fragments and ``one_pass`` (the mapping's output from every file in listing order,
     its row checks and each file's partitions), so the input is parsed once and nothing needs a second pass;
-    True says it was. Otherwise, or
-    if that query fails, files are evaluated in batches of CSVs sharing a header (one query writes one
-    fragment per file), because a query's fixed cost dwarfs the work on a small file; a batch that fails is
-    redone file by file, so a bad file is still isolated and named.
+    True says it was. Otherwise, or if that query fails, files are evaluated in batches of CSVs sharing a
+    header (one query writes one fragment per file), because a query's fixed cost dwarfs the work on a small
+    file; a batch that fails is redone file by file, so a bad file is still isolated and named.
     """
     staging.folder.mkdir(parents=True, exist_ok=True)
     staged: dict[str, Path] = {}
