@@ -30,7 +30,7 @@ if __name__ == "__main__":
     stores = build_stores(settings)
     start = time.perf_counter()
     report = run_pipeline(
-        stores, args.slug, clean_run=not args.incremental, cache_dir=settings.engine_cache_dir
+        stores, args.slug, clean_run=not args.incremental
     )
     stats = {t: table_stats(stores.warehouse, args.slug, t) for t in report.tables}
     elapsed = time.perf_counter() - start

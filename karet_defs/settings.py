@@ -72,10 +72,10 @@ class Settings(BaseSettings):
         ),
     )
 
-    cache_dir: Path | None = Field(
+    lock_dir: Path | None = Field(
         default=None,
-        validation_alias=AliasChoices("KARET_CACHE_DIR", "cache_dir"),
-        description="Engine cache of per-file fragments; default inside the data dir or the temp dir.",
+        validation_alias=AliasChoices("KARET_LOCK_DIR", "lock_dir"),
+        description="Per-pipeline run locks of this host; default inside the data dir or the temp dir.",
     )
 
     @property
@@ -88,13 +88,13 @@ class Settings(BaseSettings):
         return self.deployment != "embedded"
 
     @property
-    def engine_cache_dir(self) -> Path:
-        """Where the engine keeps evaluated fragments between runs (never inside the bucket)."""
-        if self.cache_dir is not None:
-            return self.cache_dir
+    def run_lock_dir(self) -> Path:
+        """Where this host keeps one lock file per pipeline (never inside the bucket)."""
+        if self.lock_dir is not None:
+            return self.lock_dir
         if self.uses_s3:
-            return Path(tempfile.gettempdir()) / "karet-cache" / self.s3_bucket
-        return self.data_dir / ".karet-cache"
+            return Path(tempfile.gettempdir()) / "karet-locks" / self.s3_bucket
+        return self.data_dir / ".karet-locks"
 
 
 @lru_cache

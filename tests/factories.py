@@ -2,6 +2,7 @@
 
 import json
 import threading
+import urllib.parse
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -10,6 +11,7 @@ import dagster as dg
 import polars as pl
 from dagster._core.events import DagsterEvent, DagsterEventType
 
+from karet_defs.engine import delta
 from karet_defs.orchestration.jobs import run_tags
 from karet_defs.store import keys
 from karet_defs.store.base import Stores
@@ -82,20 +84,32 @@ def table_files(stores: Stores, slug: str, table_id: str) -> dict[str, str]:
     return {i.key[len(prefix) :]: i.etag for i in stores.warehouse.list(prefix)}
 
 
-def read_table(stores: Stores, slug: str, table_id: str, tmp: Path) -> pl.DataFrame:
-    """Every row of a published table, Hive partition columns restored, as a reader would see it."""
-    prefix = keys.table_prefix(slug, table_id)
-    paths = []
-    for info in stores.warehouse.list(prefix):
-        dest = tmp / "read" / info.key[len(prefix) :]
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        stores.warehouse.download(info.key, dest)
-        paths.append(dest)
-    if not paths:
+def table_partitions(stores: Stores, slug: str, table_id: str) -> list[str]:
+    """The partition folders (``k=v[/k=v]``) holding data files of the table's current version."""
+    table = delta.open_table(stores.warehouse.table_location(keys.table_prefix(slug, table_id)))
+    if table is None:
+        return []
+    paths = delta.active_files(table).get_column("path").to_list()
+    return sorted({urllib.parse.unquote(p).rpartition("/")[0] for p in paths})
+
+
+def table_version(stores: Stores, slug: str, table_id: str) -> int | None:
+    """The table's current Delta version, None when it was never written."""
+    table = delta.open_table(stores.warehouse.table_location(keys.table_prefix(slug, table_id)))
+    return None if table is None else table.version()
+
+
+def read_table(
+    stores: Stores, slug: str, table_id: str, tmp: Path | None = None, *, version: int | None = None
+) -> pl.DataFrame:
+    """Every row of a table's current (or given) version as a Delta reader (Polars) sees it, hidden
+    columns left out; an empty frame when the table was never written."""
+    where = stores.warehouse.table_location(keys.table_prefix(slug, table_id))
+    if delta.open_table(where) is None:
         return pl.DataFrame()
-    return pl.read_parquet(
-        [str(p) for p in paths], hive_partitioning=True, hive_schema=None, missing_columns="insert"
-    )
+    options = {k: v for k, v in where.storage_options.items() if k != "conditional_put"} or None
+    frame = pl.scan_delta(where.uri, version=version, storage_options=options)
+    return frame.drop(delta.HIDDEN_COLUMNS, strict=False).collect()
 
 
 def stored_objects(stores: Stores) -> dict[str, bytes]:

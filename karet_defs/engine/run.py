@@ -1,74 +1,63 @@
 """Running a whole pipeline (SPEC §4, REFERENCE §3.3): the one entry point Dagster assets and scripts call.
 
-Inputs are discovered per source and fetched once; every mapping is evaluated with vectorised Polars
-expressions into one fragment per raw file (kept in the engine cache, so later runs parse only new or changed
-files), and one bad file is reported and skipped while the good ones are written. On a first or clean run a
-single query parses every file once and writes both the fragments and the partitions. A mapping's output is
-checked (assertions), de-duplicated, split into Hive partitions and published object by object; its stale
-files are reaped only after all of its new files are in place.
+Each analytic table is a Delta table (``engine.delta``) and a run makes at most one commit per table. The
+last commit records what the table holds per mapping (the mapping's signature and each raw file's ETag), so
+a run evaluates only new or changed raw files, removes the rows of changed and removed ones, and commits
+both at once; a mapping whose definition changed is evaluated again over all its files. Files are
+evaluated in batches of at most ``BATCH_FILES`` files / ``BATCH_BYTES`` (a query's fixed cost dwarfs a
+small file; the bound keeps memory flat), each batch writing one Parquet file per (raw file, partition)
+straight under the table root, so a later change of one raw file touches only its own data files. A batch
+that fails is redone file by file, so a bad file is reported by name and the good ones are still written.
 """
 
-import datetime as dt
 import hashlib
 import json
 import logging
-import os
-import shutil
-from collections.abc import Collection
+import urllib.parse
+from collections.abc import Collection, Mapping as MappingOf
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
-import pyarrow.parquet as pq
+import pyarrow as pa
+from deltalake import DeltaTable, Schema
+from polars.io.partition import FileProviderArgs
 
 from karet_defs.catalog import read_pipeline
 from karet_defs.config.models import AnalyticTable, Mapping, Pipeline, SourceContainer
-from karet_defs.engine import fragments
+from karet_defs.engine import delta
 from karet_defs.engine.assertions import Violation, assertion_aggregates, violations_from
-from karet_defs.engine.incremental import (
-    FileEntry,
-    Manifest,
-    forget_manifest,
-    fragment_parts,
-    load_manifest,
-    partition_frame,
-    parts_by_file,
-    save_manifest,
-    supports_incremental,
-)
 from karet_defs.engine.read import (
     SOURCE_EXTENSIONS,
     FileReadError,
     csv_header,
+    declared_dtype,
     describe_read_error,
     read_source_file,
     scan_csv_files,
 )
 from karet_defs.engine.write import (
-    PartitionedOutput,
     PartitionError,
-    PublishError,
     check_partition_keys,
-    dedup,
     partition_null_counts,
-    publish,
-    reap_stale,
     render_segment,
-    write_partitions,
 )
 from karet_defs.errors import KaretError
 from karet_defs.expr.compile import CompiledColumns, compile_columns, compile_expr
 from karet_defs.expr.lookups import build_lookup_registry
 from karet_defs.scratch import reap_orphans, scratch_dir
 from karet_defs.store import keys
-from karet_defs.store.base import ObjectInfo, ObjectStore, Stores
+from karet_defs.store.base import ObjectInfo, ObjectStore, Stores, TableLocation
 
 _log = logging.getLogger("karet.engine")
-# Bumped whenever the engine would evaluate the same file differently, so cached fragments are not reused.
-FRAGMENT_FORMAT = 2
+# Bumped whenever the engine would evaluate the same file differently, so tables are re-evaluated.
+ENGINE_FORMAT = 3
 BATCH_FILES = 64
 BATCH_BYTES = 64 * 2**20
-_PATH = "__karet_source_file"
+_FILE_KEY = "__karet_file"  # a copy of the source column, consumed by the partitioned sink
+_NULL_SEGMENT = "__null__"
+_UPLOAD_THREADS = 8
 
 
 @dataclass
@@ -78,11 +67,13 @@ class TableReport:
     table_id: str
     partitions: list[str] = field(default_factory=list)
     rows_written: int = 0
+    rows_removed: int = 0
     rows_deduped: int = 0
     mappings_written: list[str] = field(default_factory=list)
     mappings_failed: list[str] = field(default_factory=list)
     violations: list[Violation] = field(default_factory=list)
     columns: dict[str, str] = field(default_factory=dict)
+    version: int | None = None  # the Delta version this run committed, None when it committed nothing
 
 
 @dataclass
@@ -114,45 +105,32 @@ def run_pipeline(
     clean_run: bool = False,
     table_ids: Collection[str] | None = None,
     log: logging.Logger | None = None,
-    cache_dir: Path | None = None,
+    commit_info: MappingOf[str, str] | None = None,
 ) -> RunReport:
-    """Run every mapping of a pipeline (or only those feeding ``table_ids``) and publish its tables.
+    """Run every mapping of a pipeline (or only those feeding ``table_ids``) and commit its tables.
 
-    With ``cache_dir``, each raw file's evaluated fragment is kept per mapping, keyed by the file's ETag and
-    the mapping's definition, so a later run parses only new or changed files.
+    ``commit_info`` (Dagster run id, trigger, config ETag) is recorded in each commit.
     """
     log = log or _log
     pipeline = read_pipeline(stores, slug)
     tables = [t for t in pipeline.analytic_tables if table_ids is None or t.id in table_ids]
     report = RunReport(tables={t.id: TableReport(t.id) for t in tables})
-    if clean_run:
-        for table in tables:
-            prefix = keys.table_prefix(slug, table.id)
-            deleted = stores.warehouse.delete_many([i.key for i in stores.warehouse.list(prefix)])
-            log.info("clean_run: deleted %d object(s) under %s", deleted, prefix)
     mappings = [m for m in pipeline.mappings if m.analytic_table_id in report.tables]
-    reap_orphans()  # scratch of runs killed on this host: downloaded inputs, staged partitions
+    reap_orphans()  # scratch of runs killed on this host: downloaded inputs, staged files
+    info = {
+        delta.META_OPERATION: "clean_run" if clean_run else "run",
+        **(commit_info or {}),
+    }
     with scratch_dir("run") as tmp:
         inputs = RawInputs(
             stores.lake, Path(tmp) / "inputs", _list_inputs(stores.lake, pipeline, slug, mappings)
         )
         if not inputs.infos:
             log.info("no input files found for pipeline %s", slug)
-            return report
         lookups = build_lookup_registry(pipeline.lookup_mappings)
-        for mapping in mappings:
-            source = pipeline.source(mapping.source_container_id)
-            table = pipeline.table(mapping.analytic_table_id)
-            if source is None or table is None:
-                continue
-            prefix = source.resolved_prefix(slug)
-            files = [info for key, info in inputs.infos.items() if key.startswith(prefix)]
-            if not files:
-                continue
-            staging = FragmentCache.for_mapping(cache_dir, slug, pipeline, mapping, Path(tmp))
-            _run_mapping(
-                stores.warehouse, slug, mapping, source, table, files, inputs, staging, lookups, report, log
-            )
+        for table in tables:
+            run = _TableRun(stores.warehouse, slug, pipeline, table, inputs, lookups, report, log, Path(tmp))
+            run.execute(clean_run=clean_run, info=info)
         report.files_processed = len(inputs.infos) - len(inputs.failed)
         report.files_parsed = inputs.parsed
         for key, reason in inputs.failed.items():
@@ -207,135 +185,21 @@ class RawInputs:
         return path
 
 
-class FragmentCache:
-    """Where a mapping's per-file fragments live: a persistent cache keyed by ETag, or a scratch folder."""
-
-    def __init__(self, folder: Path, signature: str, persistent: bool) -> None:
-        self.folder = folder
-        self.persistent = persistent
-        self.used: set[str] = set()
-        # One directory read instead of a stat per file: an incremental run over 1,000 files checks them all.
-        try:
-            self._present = {entry.name for entry in os.scandir(folder)}
-        except FileNotFoundError:
-            self._present = set()
-        # The definition can be long and is the same for every file: hashed once, copied per file.
-        self._signed = hashlib.sha256(f"{signature}\0".encode())
-
-    @classmethod
-    def for_mapping(
-        cls, cache_dir: Path | None, slug: str, pipeline: Pipeline, mapping: Mapping, scratch: Path
-    ) -> "FragmentCache":
-        if cache_dir is None:
-            return cls(scratch / "staged" / mapping.id, "", persistent=False)
-        source = pipeline.source(mapping.source_container_id)
-        definition = json.dumps(
-            [
-                FRAGMENT_FORMAT,
-                mapping.model_dump(mode="json", by_alias=True),
-                source.model_dump(mode="json", by_alias=True) if source else None,
-                [lookup.model_dump(mode="json") for lookup in pipeline.lookup_mappings],
-            ],
-            sort_keys=True,
-        )
-        return cls(cache_dir / slug / mapping.id, definition, persistent=True)
-
-    def fragment(self, info: ObjectInfo) -> Path:
-        digest = self._signed.copy()
-        digest.update(f"{info.key}\0{info.etag}".encode())
-        name = f"{digest.hexdigest()}{fragments.SUFFIX}"
-        self.used.add(name)
-        return self.folder / name
-
-    def holds(self, fragment: Path) -> bool:
-        """Whether ``fragment`` was complete in the cache when the run started."""
-        return fragment.name in self._present
-
-    def evict_unused(self) -> None:
-        """Drop fragments of files that are gone or changed, so the cache mirrors the current inputs."""
-        if self.persistent:
-            for name in self._present - self.used:
-                if name.endswith((fragments.SUFFIX, ".parquet")):  # .parquet: FRAGMENT_FORMAT 1
-                    (self.folder / name).unlink(missing_ok=True)
-
-
-def _run_mapping(
-    warehouse: ObjectStore,
-    slug: str,
-    mapping: Mapping,
-    source: SourceContainer,
-    table: AnalyticTable,
-    files: list[ObjectInfo],
-    inputs: RawInputs,
-    staging: FragmentCache,
-    lookups: dict,
-    report: RunReport,
-    log: logging.Logger,
-) -> None:
-    table_report = report.tables[table.id]
-
-    def fail(message: str) -> None:
-        report.add_error(message)
-        table_report.mappings_failed.append(mapping.id)
-
-    try:
-        columns = compile_columns([(c.name, c.expr) for c in mapping.columns], lookups)
-        where = compile_expr(mapping.where, lookups) if mapping.where is not None else None
-        record_filter = (
-            compile_expr(source.record_filter, lookups) if source.record_filter is not None else None
-        )
-    except KaretError as exc:
-        fail(f"ingest {mapping.id}: evaluator error: {exc.message}")
-        return
-
-    with scratch_dir("mapping") as tmp:
-        evaluation = _Evaluation(columns, where, record_filter)
-        one_pass = _OnePass(mapping, table, Path(tmp) / "one-pass")
-        staged, in_one_pass = _stage_files(
-            staging, files, inputs, source, evaluation, report, one_pass=one_pass
-        )
-        staging.evict_unused()
-        if not staged:
-            fail(f"ingest {mapping.id}: no files succeeded during ingestion")
-            return
-        prefix = keys.table_prefix(slug, table.id)
-        manifest = load_manifest(staging.folder, prefix) if staging.persistent else None
-        if staging.persistent:
-            # Forgotten first: if this run fails halfway, the next one must not trust the old record.
-            forget_manifest(staging.folder)
-        try:
-            if in_one_pass:
-                one_pass.verdict()
-                parts = one_pass.output.files()
-                outcome = _publish_parts(warehouse, prefix, mapping, staged, parts, parts_of=one_pass.parts)
-            elif manifest is not None and supports_incremental(table):
-                outcome = _publish_changed_partitions(
-                    warehouse, prefix, mapping, table, staged, manifest, tmp
-                )
-            else:
-                outcome = None
-            if outcome is None:
-                outcome = _publish_all(warehouse, prefix, mapping, table, staged, tmp)
-        except _MappingFailed as exc:
-            if exc.violations:
-                table_report.violations.extend(exc.violations)
-            fail(str(exc))
-            return
-        if staging.persistent and supports_incremental(table):
-            save_manifest(staging.folder, _manifest_after(prefix, table, staged, outcome))
-    log.info(
-        "mapping %s: %d row(s) in %d partition file(s) written, %d stale file(s) reaped",
-        mapping.id,
-        outcome.rows,
-        len(outcome.written),
-        len(outcome.reaped),
+def mapping_signature(pipeline: Pipeline, mapping: Mapping, table: AnalyticTable) -> str:
+    """Changes whenever the mapping's rows could change for the same raw files: its definition, its
+    source's, the lookups', the table's (schema, keys, assertions) and the engine's own format."""
+    source = pipeline.source(mapping.source_container_id)
+    definition = json.dumps(
+        [
+            ENGINE_FORMAT,
+            mapping.model_dump(mode="json", by_alias=True),
+            source.model_dump(mode="json", by_alias=True) if source else None,
+            [lookup.model_dump(mode="json") for lookup in pipeline.lookup_mappings],
+            table.model_dump(mode="json", by_alias=True),
+        ],
+        sort_keys=True,
     )
-    report.partitions_written += len(outcome.written)
-    table_report.partitions.extend(k[len(prefix) :] for k in outcome.written)
-    table_report.rows_written += outcome.rows
-    table_report.rows_deduped += outcome.deduped
-    table_report.mappings_written.append(mapping.id)
-    table_report.columns.update(outcome.columns)
+    return hashlib.sha256(definition.encode()).hexdigest()[:32]
 
 
 class _MappingFailed(Exception):
@@ -344,15 +208,489 @@ class _MappingFailed(Exception):
         self.violations = violations or []
 
 
+@dataclass(frozen=True)
+class _Evaluation:
+    """A mapping's compiled expressions, applied the same way to one file or to a batch of files."""
+
+    columns: CompiledColumns
+    where: pl.Expr | None
+    record_filter: pl.Expr | None
+
+    def apply(self, frame: pl.LazyFrame, *, keep: tuple[str, ...] = ()) -> pl.LazyFrame:
+        if self.record_filter is not None:
+            frame = frame.filter(self.record_filter)
+        frame = self.columns.select(frame, keep=keep)
+        return frame.filter(self.where) if self.where is not None else frame
+
+
 @dataclass
-class _Published:
-    written: dict[str, str]
-    reaped: list[str]
-    rows: int
-    deduped: int
-    columns: dict[str, str]
-    parts_of: dict[str, list[list[object]]] | None = None  # file key → its partitions, when known
-    published: dict[str, str] | None = None  # every file of the mapping (relative key → ETag), when not all
+class _MappingPlan:
+    """One mapping's share of a table run: which raw files to evaluate and which rows to drop."""
+
+    mapping: Mapping
+    source: SourceContainer
+    signature: str
+    files: list[ObjectInfo]  # every current raw file of the mapping's source
+    to_process: list[ObjectInfo]
+    gone: set[str]  # raw files whose rows leave the table (changed or removed)
+    full: bool  # every row of the mapping is replaced
+    previous: delta.MappingState | None
+
+
+class _TableRun:
+    """One table's run: plan per mapping, evaluate, check, write data files, commit once."""
+
+    def __init__(
+        self,
+        warehouse: ObjectStore,
+        slug: str,
+        pipeline: Pipeline,
+        table: AnalyticTable,
+        inputs: RawInputs,
+        lookups: dict,
+        report: RunReport,
+        log: logging.Logger,
+        scratch: Path,
+    ) -> None:
+        self.warehouse, self.slug, self.pipeline, self.table = warehouse, slug, pipeline, table
+        self.inputs, self.lookups, self.report, self.log = inputs, lookups, report, log
+        self.table_report = report.tables[table.id]
+        self.prefix = keys.table_prefix(slug, table.id)
+        self.where: TableLocation = warehouse.table_location(self.prefix)
+        # Local tables are written in place (uncommitted files are invisible to readers); S3 tables are
+        # staged locally and uploaded before the commit.
+        self.out_root = self.where.local_root or scratch / "tables" / table.id
+        self.partition_keys = list(table.partition_keys)
+
+    def execute(self, *, clean_run: bool, info: dict[str, str]) -> None:
+        current = self._open()
+        state = None if current is None or clean_run else delta.recorded_state(current)
+        active = delta.active_files(current) if current is not None else pl.DataFrame()
+        replace_all = current is None or state is None
+        plans = [
+            plan for m in self.pipeline.mappings_of_table(self.table.id) if (plan := self._plan(m, state))
+        ]
+        expected = self._expected_schema(plans)
+        schema_changed = current is not None and not _same_schema(current, expected)
+        if schema_changed:
+            replace_all = True
+        if replace_all:
+            for plan in plans:
+                plan.full, plan.to_process, plan.gone = True, list(plan.files), set()
+        change = delta.Commit(replace_all=replace_all, schema_changed=schema_changed)
+        new_state: dict[str, delta.MappingState] = {}
+        leaving: dict[str, set[str] | None] = {}  # mapping → raw files whose rows leave (None: all)
+        for plan in plans:
+            outcome = self._run_mapping(plan, active)
+            if outcome is None:  # failed: its rows and state stay as they were (gone when replacing all)
+                if plan.previous is not None and not replace_all:
+                    new_state[plan.mapping.id] = plan.previous
+                continue
+            added, files = outcome
+            change.added += added
+            new_state[plan.mapping.id] = delta.MappingState(plan.signature, files)
+            if plan.full or plan.gone:
+                leaving[plan.mapping.id] = None if plan.full else plan.gone
+        if not replace_all:
+            # Rows of mappings no longer feeding this table leave it too.
+            for mapping_id in set(state or {}) - {plan.mapping.id for plan in plans}:
+                leaving[mapping_id] = None
+            change.removed, rewritten = self._remove(active, leaving)
+            change.added += rewritten
+        state_changed = state is None or new_state != state
+        if change.empty and not state_changed:
+            self.log.info("table %s: nothing new, no commit", self.table.id)
+            return
+        if replace_all and not change.added and current is None:
+            return  # nothing to create a table from
+        self._upload(change.added)
+        metadata = {**info, delta.META_STATE: delta.encode_state(new_state)}
+        version = delta.commit(self.where, current, change, expected, self.partition_keys, metadata)
+        partitions = change.partitions_written(self.partition_keys)
+        self.table_report.version = version
+        self.table_report.partitions = partitions
+        self.table_report.rows_written = change.rows_added
+        self.table_report.rows_removed = change.rows_removed
+        self.report.partitions_written += len(partitions) if self.partition_keys else int(bool(change.added))
+        self.log.info(
+            "table %s: version %d, %d row(s) in %d file(s) added, %d row(s) in %d file(s) removed",
+            self.table.id,
+            version,
+            change.rows_added,
+            len(change.added),
+            change.rows_removed,
+            len(change.removed),
+        )
+
+    def _open(self) -> DeltaTable | None:
+        current = delta.open_table(self.where)
+        if current is None and self._has_legacy_files():
+            from karet_defs.engine.migrate_tables import convert_legacy_table
+
+            convert_legacy_table(self.warehouse, self.slug, self.table)
+            current = delta.open_table(self.where)
+        return current
+
+    def _has_legacy_files(self) -> bool:
+        return any(info.key.endswith(".parquet") for info in self.warehouse.list(self.prefix))
+
+    def _plan(self, mapping: Mapping, state: delta.TableState | None) -> _MappingPlan | None:
+        source = self.pipeline.source(mapping.source_container_id)
+        if source is None:
+            return None
+        prefix = source.resolved_prefix(self.slug)
+        files = [info for key, info in self.inputs.infos.items() if key.startswith(prefix)]
+        signature = mapping_signature(self.pipeline, mapping, self.table)
+        previous = (state or {}).get(mapping.id)
+        if previous is None or previous.signature != signature:
+            return _MappingPlan(mapping, source, signature, files, list(files), set(), True, previous)
+        current = {info.key: info.etag for info in files}
+        changed = {key for key, etag in current.items() if previous.files.get(key) not in (None, etag)}
+        removed = set(previous.files) - set(current)
+        to_process = [info for info in files if previous.files.get(info.key) != info.etag]
+        full = False
+        if self.table.dedup_keys and (changed or removed or _sorts_before(to_process, previous.files)):
+            # Which row wins a duplicate key depends on every file's rows: evaluate them all again.
+            full, to_process = True, list(files)
+        return _MappingPlan(mapping, source, signature, files, to_process, changed | removed, full, previous)
+
+    def _expected_schema(self, plans: list[_MappingPlan]) -> pa.Schema:
+        """The table's schema after this run: the mappings' columns, partition keys, hidden columns."""
+        columns: dict[str, pl.DataType] = {}
+        for plan in plans:
+            try:
+                evaluation = self._compile(plan.mapping, plan.source)
+                empty = pl.LazyFrame(schema={c.name: declared_dtype(c) for c in plan.source.schema_})
+                produced = evaluation.apply(empty).collect_schema()
+            except (KaretError, pl.exceptions.PolarsError):
+                continue  # reported when the mapping runs
+            for name, dtype in produced.items():
+                columns.setdefault(name, dtype)
+        for key in self.partition_keys:
+            columns[key] = columns.pop(key, pl.String())
+        columns[delta.SOURCE_COLUMN] = pl.String()
+        columns[delta.MAPPING_COLUMN] = pl.String()
+        return pl.DataFrame(schema=columns).to_arrow().schema
+
+    def _compile(self, mapping: Mapping, source: SourceContainer) -> _Evaluation:
+        columns = compile_columns([(c.name, c.expr) for c in mapping.columns], self.lookups)
+        where = compile_expr(mapping.where, self.lookups) if mapping.where is not None else None
+        record_filter = (
+            compile_expr(source.record_filter, self.lookups) if source.record_filter is not None else None
+        )
+        return _Evaluation(columns, where, record_filter)
+
+    def _run_mapping(
+        self, plan: _MappingPlan, active: pl.DataFrame
+    ) -> tuple[list[delta.DataFile], dict[str, str]] | None:
+        """Evaluate the plan's files into data files; return (added, raw files now held with their ETags),
+        or None when the mapping failed (reported) and must change nothing."""
+        mapping = plan.mapping
+        try:
+            evaluation = self._compile(mapping, plan.source)
+        except KaretError as exc:
+            self._fail(mapping, f"ingest {mapping.id}: evaluator error: {exc.message}")
+            return None
+        kept: dict[str, str] = {}
+        if not plan.full and plan.previous is not None:
+            kept = {k: v for k, v in plan.previous.files.items() if k not in plan.gone}
+        existing = _existing_rows(self, active, mapping.id, set(kept)) if kept else None
+        writer = _MappingWriter(self, plan, evaluation, existing)
+        try:
+            succeeded = writer.write(plan.to_process)
+            if plan.to_process and not succeeded and not kept:
+                raise _MappingFailed(f"ingest {mapping.id}: no files succeeded during ingestion")
+            writer.verdict()
+        except _MappingFailed as exc:
+            writer.discard()
+            self._fail(mapping, str(exc), exc.violations)
+            return None
+        self.table_report.mappings_written.append(mapping.id)
+        self.table_report.rows_deduped += writer.deduped
+        self.table_report.columns.update(writer.columns)
+        return writer.added, {**kept, **{info.key: info.etag for info in succeeded}}
+
+    def _fail(self, mapping: Mapping, message: str, violations: list[Violation] | None = None) -> None:
+        self.report.add_error(message)
+        self.table_report.mappings_failed.append(mapping.id)
+        self.table_report.violations.extend(violations or [])
+
+    def _files_of(
+        self, active: pl.DataFrame, mapping_id: str, sources: set[str] | None
+    ) -> list[dict[str, object]]:
+        """Data files holding rows of ``mapping_id`` (from ``sources`` only, when given)."""
+        if active.height == 0:
+            return []
+        return [row for row in active.iter_rows(named=True) if _holds(row, mapping_id, sources)]
+
+    def _remove(
+        self, active: pl.DataFrame, leaving: dict[str, set[str] | None]
+    ) -> tuple[list[dict[str, object]], list[delta.DataFile]]:
+        """The data files to remove for the ``leaving`` rows, and rewrites of those that also hold rows
+        which stay (files merged by compaction)."""
+        removed: dict[str, dict[str, object]] = {}
+        for mapping_id, sources in leaving.items():
+            for row in self._files_of(active, mapping_id, sources):
+                removed.setdefault(str(row["path"]), row)
+        rewritten: list[delta.DataFile] = []
+        for row in removed.values():
+            if _exact_owner(row) is None:
+                rewritten += self._rewrite_without(row, leaving)
+        return list(removed.values()), rewritten
+
+    def _rewrite_without(
+        self, row: MappingOf[str, object], leaving: dict[str, set[str] | None]
+    ) -> list[delta.DataFile]:
+        relative = urllib.parse.unquote(str(row["path"]))
+        key = self.prefix + relative
+        leaves = pl.lit(False)
+        for mapping_id, sources in leaving.items():
+            rule = pl.col(delta.MAPPING_COLUMN) == mapping_id
+            if sources is not None:
+                rule = rule & pl.col(delta.SOURCE_COLUMN).is_in(sorted(sources))
+            leaves = leaves | rule.fill_null(False)
+        folder = relative.rpartition("/")[0]
+        name = delta.data_file_name("rewrite", relative)
+        target_relative = f"{folder}/{name}" if folder else name
+        target = self.out_root / target_relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with scratch_dir("rewrite") as tmp:
+            local = self.warehouse.local_path(key)
+            if local is None:
+                local = Path(tmp) / "in.parquet"
+                self.warehouse.download(key, local)
+            pl.scan_parquet(local).filter(~leaves).sink_parquet(
+                target, compression="zstd", statistics=True, engine="streaming"
+            )
+        partition_values = {k: _partition_value_of(row, k) for k in self.partition_keys}
+        described = delta.describe_file(target, target_relative, partition_values, "", "")
+        if described.rows == 0:
+            target.unlink(missing_ok=True)
+            return []
+        return [described]
+
+    def _upload(self, added: list[delta.DataFile]) -> None:
+        if self.where.local_root is not None or not added:
+            return
+
+        def put(data_file: delta.DataFile) -> None:
+            self.warehouse.put_file(
+                self.prefix + data_file.relative,
+                self.out_root / data_file.relative,
+                content_type="application/octet-stream",
+            )
+
+        with ThreadPoolExecutor(_UPLOAD_THREADS) as pool:
+            list(pool.map(put, added))
+
+
+_Item = tuple[ObjectInfo, Path, tuple[str, ...] | None]  # raw file, local path, CSV header
+
+
+class _MappingWriter:
+    """Writes one mapping's rows, batch by batch, as data files under the table's output root.
+
+    ``existing`` are the rows the table keeps of this mapping: with ``dedup_keys`` a new row whose key they
+    already hold is dropped (the plan guarantees they come from files sorting earlier), and ``unique``
+    assertions are checked over them and the new rows together.
+    """
+
+    def __init__(
+        self, run: _TableRun, plan: _MappingPlan, evaluation: _Evaluation, existing: pl.LazyFrame | None
+    ) -> None:
+        self.run, self.plan, self.evaluation, self.existing = run, plan, evaluation, existing
+        self.table, self.mapping = run.table, plan.mapping
+        self.added: list[delta.DataFile] = []
+        self.columns: dict[str, str] = {}
+        self.deduped = 0
+        self._counts: dict[str, int] = {}
+        self._checks: _RowChecks | None = None
+        self._batches = 0
+
+    def write(self, files: list[ObjectInfo]) -> list[ObjectInfo]:
+        """Evaluate and write ``files``; return those that succeeded (failures are reported by name)."""
+        ready: list[_Item] = []
+        for info in files:
+            path = self.run.inputs.path(info.key)
+            if path is None:
+                continue
+            self.run.inputs.parsed += 1
+            header = None
+            if self.plan.source.format == "csv":
+                try:
+                    header = csv_header(path, self.plan.source.schema_)
+                except FileReadError as exc:
+                    self.run.report.add_error(f"file {info.key}: {exc}")
+                    continue
+            ready.append((info, path, header))
+        if not ready:
+            return []
+        if self.table.dedup_keys:
+            # One query over every file in listing order: the first row of a key wins across files.
+            if self._write_batch(ready) is None:
+                return [info for info, _, _ in ready]
+            good = [item for item in ready if self._probe(item)]
+            return [info for info, _, _ in good] if good and self._write_batch(good) is None else []
+        succeeded: list[ObjectInfo] = []
+        for batch in _batches(ready):
+            if len(batch) > 1 and self._write_batch(batch) is None:
+                succeeded += [info for info, _, _ in batch]
+                continue
+            for item in batch:  # alone, so that a bad file is isolated and named
+                error = self._write_batch([item])
+                if error is None:
+                    succeeded.append(item[0])
+                else:
+                    reason = describe_read_error(error, item[1], self.plan.source)
+                    self.run.report.add_error(f"file {item[0].key}: {reason}")
+        return succeeded
+
+    def _frame(self, batch: list[_Item]) -> pl.LazyFrame:
+        header = batch[0][2]
+        if len(batch) > 1 and header is not None and all(h == header for _, _, h in batch):
+            path_column = "__karet_path"
+            key_of = {str(path): info.key for info, path, _ in batch}
+            scan = scan_csv_files(
+                [p for _, p, _ in batch], self.plan.source.schema_, header, path_column=path_column
+            )
+            frame = self.evaluation.apply(scan, keep=(path_column,))
+            source = pl.col(path_column).replace_strict(key_of, return_dtype=pl.String)
+            frame = frame.with_columns(source.alias(delta.SOURCE_COLUMN)).drop(path_column)
+        else:
+            frames = [
+                self.evaluation.apply(read_source_file(path, self.plan.source)).with_columns(
+                    pl.lit(info.key, pl.String).alias(delta.SOURCE_COLUMN)
+                )
+                for info, path, _ in batch
+            ]
+            frame = pl.concat(frames, how="diagonal_relaxed") if len(frames) > 1 else frames[0]
+        return frame.with_columns(pl.lit(self.mapping.id, pl.String).alias(delta.MAPPING_COLUMN))
+
+    def _write_batch(self, batch: list[_Item]) -> pl.exceptions.PolarsError | None:
+        """One query: evaluate, (de-duplicate,) write one file per (raw file, partition) and count the row
+        checks. On a Polars error nothing is left behind and the error is returned."""
+        sink = _PartitionedSink(self.run.out_root, self.run.partition_keys, self.mapping.id)
+        try:
+            frame = self._frame(batch)
+            schema = frame.collect_schema()
+            check_partition_keys(schema, {}, self.table)
+            rows = self._deduplicated(frame) if self.table.dedup_keys else frame
+            checks = _RowChecks(schema, self.mapping, self.table)
+            queries = [sink.query(rows), checks.query(frame), frame.select(pl.len())]
+            results = pl.collect_all(queries, engine="streaming")
+            written = sink.describe()
+        except PartitionError as exc:
+            sink.discard()
+            raise _MappingFailed(f"partition {self.mapping.id}: {exc}") from exc
+        except pl.exceptions.PolarsError as exc:
+            sink.discard()
+            return exc
+        for name, value in results[1].row(0, named=True).items():
+            self._counts[name] = self._counts.get(name, 0) + int(value or 0)
+        self._checks = checks
+        self._batches += 1
+        self.deduped += int(results[2].item()) - sum(f.rows for f in written)
+        self.added += written
+        self.columns.update({n: str(t) for n, t in schema.items() if n not in delta.HIDDEN_COLUMNS})
+        return None
+
+    def _deduplicated(self, frame: pl.LazyFrame) -> pl.LazyFrame:
+        keys_ = self.table.dedup_keys
+        missing = [k for k in keys_ if k not in frame.collect_schema()]
+        if missing:
+            raise PartitionError(f"dedup key `{missing[0]}` is not produced by the mapping")
+        rows = frame.unique(subset=keys_, keep="first", maintain_order=True)
+        if self.existing is not None:
+            held = self.existing.select(keys_).unique()
+            rows = rows.join(held, on=keys_, how="anti", nulls_equal=True, maintain_order="left")
+        return rows
+
+    def _probe(self, item: _Item) -> bool:
+        """Whether one file evaluates; if not, it is reported by name (with its line where known)."""
+        info, path, _ = item
+        try:
+            # Every column counted, so that every value is parsed and evaluated.
+            frame = self.evaluation.apply(read_source_file(path, self.plan.source))
+            frame.select(pl.all().null_count()).collect(engine="streaming")
+        except FileReadError as exc:
+            self.run.report.add_error(f"file {info.key}: {exc}")
+            return False
+        except pl.exceptions.PolarsError as exc:
+            self.run.report.add_error(f"file {info.key}: {describe_read_error(exc, path, self.plan.source)}")
+            return False
+        return True
+
+    def verdict(self) -> None:
+        """Raise ``_MappingFailed`` if the rows the mapping will hold break an assertion."""
+        if self._checks is None:
+            return
+        across = _has_unique(self.table) and (self.existing is not None or self._batches > 1)
+        counts = {k: v for k, v in self._counts.items() if not (across and k.endswith("\x00unique"))}
+        self._checks.verdict(counts)
+        if across:
+            self._check_unique_across()
+
+    def _check_unique_across(self) -> None:
+        names = [c.name for c in self.table.schema_ if c.assertions is not None and c.assertions.unique]
+        fresh = pl.scan_parquet([self.run.out_root / f.relative for f in self.added])
+        parts = [fresh] if self.existing is None else [self.existing, fresh]
+        present = [n for n in names if n in fresh.collect_schema()]
+        union = pl.concat([p.select(present) for p in parts], how="vertical_relaxed")
+        checks = _RowChecks(union.collect_schema(), self.mapping, self.table)
+        counts = checks.query(union).collect(engine="streaming").row(0, named=True)
+        checks.verdict({k: v for k, v in counts.items() if k.endswith("\x00unique")})
+
+    def discard(self) -> None:
+        for data_file in self.added:
+            (self.run.out_root / data_file.relative).unlink(missing_ok=True)
+        self.added = []
+
+
+class _PartitionedSink:
+    """A lazy sink writing one Parquet file per (raw file, partition) under ``root``, Hive folders named by
+    ``render_segment``, the partition key columns kept only in the path (and the Delta log)."""
+
+    def __init__(self, root: Path, partition_keys: list[str], mapping_id: str) -> None:
+        self.root, self.keys, self.mapping_id = root, partition_keys, mapping_id
+        self._records: list[tuple[str, dict[str, str | None], str]] = []
+
+    def query(self, frame: pl.LazyFrame) -> pl.LazyFrame:
+        return frame.with_columns(pl.col(delta.SOURCE_COLUMN).alias(_FILE_KEY)).sink_parquet(
+            pl.PartitionBy(
+                self.root,
+                key=[*self.keys, _FILE_KEY],
+                include_key=False,
+                file_path_provider=self._path_of,
+                approximate_bytes_per_file=None,
+            ),
+            compression="zstd",
+            statistics=True,
+            mkdir=True,
+            lazy=True,
+        )
+
+    def _path_of(self, args: FileProviderArgs) -> str:
+        *values, source = args.partition_keys.row(0)
+        segments: list[str] = []
+        partition_values: dict[str, str | None] = {}
+        for key, value in zip(self.keys, values, strict=True):
+            # A null key fails the mapping (row checks); the file is written and then discarded.
+            segments.append(f"{key}={_NULL_SEGMENT if value is None else render_segment(value)}")
+            partition_values[key] = None if value is None else delta.partition_string(value)
+        relative = "/".join([*segments, delta.data_file_name(self.mapping_id, source)])
+        self._records.append((relative, partition_values, source))
+        return relative
+
+    def describe(self) -> list[delta.DataFile]:
+        return [
+            delta.describe_file(self.root / rel, rel, values, self.mapping_id, source)
+            for rel, values, source in self._records
+        ]
+
+    def discard(self) -> None:
+        for relative, _, _ in self._records:
+            (self.root / relative).unlink(missing_ok=True)
+        self._records = []
 
 
 class _RowChecks:
@@ -361,7 +699,7 @@ class _RowChecks:
 
     def __init__(self, schema: pl.Schema, mapping: Mapping, table: AnalyticTable) -> None:
         self.schema, self.mapping, self.table = schema, mapping, table
-        self._produced = set(schema.names())
+        self._produced = set(schema.names()) - set(delta.HIDDEN_COLUMNS)
         self._aggregates = [
             *assertion_aggregates(self._produced, table),
             *partition_null_counts(schema, table),
@@ -383,350 +721,83 @@ class _RowChecks:
             raise _MappingFailed(f"partition {self.mapping.id}: {exc}") from exc
 
 
-def _checked(frame: pl.LazyFrame, mapping: Mapping, table: AnalyticTable) -> None:
-    """Run the row-level checks on ``frame``; raise ``_MappingFailed`` if one fails."""
-    try:
-        checks = _RowChecks(frame.collect_schema(), mapping, table)
-        counts = checks.query(frame).collect(engine="streaming").row(0, named=True)
-    except pl.exceptions.PolarsError as exc:
-        raise _MappingFailed(f"collect {mapping.id}: {_first_paragraph(exc)}") from exc
-    checks.verdict(counts)
-
-
-class _OnePass:
-    """What a first or clean run computes in its staging query besides the fragments: the mapping's output
-    partitions, the row checks and each file's partitions, so none needs another pass over the data."""
-
-    def __init__(self, mapping: Mapping, table: AnalyticTable, out_dir: Path) -> None:
-        self.mapping, self.table = mapping, table
-        self.output = PartitionedOutput(table, mapping.id, out_dir)
-        self.parts: dict[str, list[list[object]]] | None = None
-        self._checks: _RowChecks | None = None
-        self._counts: dict[str, object] = {}
-
-    def queries(self, frame: pl.LazyFrame) -> list[pl.LazyFrame]:
-        """Lazy sinks and queries over ``frame``: the evaluated rows plus the source path column."""
-        rows = frame.drop(_PATH)
-        schema = rows.collect_schema()
-        self._checks = _RowChecks(schema, self.mapping, self.table)
-        keys_ = [key for key in self.table.partition_keys if key in schema]
-        return [
-            self.output.sink(dedup(rows, self.table.dedup_keys)),
-            # Over ``frame``, not ``rows``: this aggregate over the dropped-column frame made Polars 2.1 hold
-            # the whole evaluated input in memory (1.6 GB instead of 0.9 GB at 500 MB of CSV, 40 % slower).
-            self._checks.query(frame),
-            frame.select(_PATH, *keys_).unique(maintain_order=True),
-        ]
-
-    def receive(self, results: list[pl.DataFrame], key_of_path: dict[str, str]) -> None:
-        """Take the results of ``queries`` (after the output sink's)."""
-        _, counts, distinct = results
-        self._counts = counts.row(0, named=True)
-        self.parts = parts_by_file(distinct, key_of_path)
-
-    def verdict(self) -> None:
-        assert self._checks is not None
-        self._checks.verdict(self._counts)
-
-
-def _first_paragraph(exc: Exception) -> str:
-    return str(exc).split("\n\n", 1)[0]
-
-
-def _upload(
-    warehouse: ObjectStore, prefix: str, mapping: Mapping, parts: list[tuple[str, Path]]
-) -> dict[str, str]:
-    try:
-        return publish(warehouse, prefix, parts)
-    except PublishError as exc:
-        raise _MappingFailed(f"upload {mapping.id}: {exc}") from exc
-
-
-def _publish_all(
-    warehouse: ObjectStore,
-    prefix: str,
-    mapping: Mapping,
-    table: AnalyticTable,
-    staged: list[tuple[ObjectInfo, Path]],
-    tmp: str,
-) -> _Published:
-    """Rewrite every partition of the mapping from all fragments, then reap what it no longer produces."""
-    output = fragments.scan_fragments([fragment for _, fragment in staged])
-    _checked(output, mapping, table)
-    try:
-        parts = write_partitions(dedup(output, table.dedup_keys), table, mapping.id, Path(tmp) / "out")
-    except PartitionError as exc:
-        raise _MappingFailed(f"dedup {mapping.id}: {exc}") from exc
-    except pl.exceptions.PolarsError as exc:
-        raise _MappingFailed(f"collect {mapping.id}: {_first_paragraph(exc)}") from exc
-    return _publish_parts(warehouse, prefix, mapping, staged, parts)
-
-
-def _publish_parts(
-    warehouse: ObjectStore,
-    prefix: str,
-    mapping: Mapping,
-    staged: list[tuple[ObjectInfo, Path]],
-    parts: list[tuple[str, Path]],
-    *,
-    parts_of: dict[str, list[list[object]]] | None = None,
-) -> _Published:
-    """Publish every partition written (and checked) from all fragments, then reap what the mapping no
-    longer produces."""
-    paths = [fragment for _, fragment in staged]
-    written = _upload(warehouse, prefix, mapping, parts)
-    rows = sum(pq.read_metadata(path).num_rows for _, path in parts)
-    staged_rows = fragments.fragment_rows(paths)
-    reaped = reap_stale(warehouse, prefix, mapping.id, set(written))
-    schema = fragments.scan_fragments(paths[:1]).collect_schema()
-    columns = {name: str(dtype) for name, dtype in schema.items()}
-    return _Published(written, reaped, rows, staged_rows - rows, columns, parts_of)
-
-
-def _publish_changed_partitions(
-    warehouse: ObjectStore,
-    prefix: str,
-    mapping: Mapping,
-    table: AnalyticTable,
-    staged: list[tuple[ObjectInfo, Path]],
-    manifest: Manifest,
-    tmp: str,
-) -> _Published | None:
-    """Rewrite only the partitions fed by new, changed or removed files; None when that is not safe."""
-    file_name = f"{mapping.id}.parquet"
-    on_store = {
-        info.key[len(prefix) :]: info.etag
-        for info in warehouse.list(prefix)
-        if info.key.rsplit("/", 1)[-1] == file_name
-    }
-    if on_store != manifest.published:
+def _existing_rows(
+    run: _TableRun, active: pl.DataFrame, mapping_id: str, kept: set[str]
+) -> pl.LazyFrame | None:
+    """The rows the table keeps of ``mapping_id`` (from the ``kept`` raw files), read from its data files."""
+    files = run._files_of(active, mapping_id, kept)
+    if not files:
         return None
-    keys_ = table.partition_keys
-    current = {info.key: fragment for info, fragment in staged}
-    changed = [
-        k for k, f in current.items() if k not in manifest.files or manifest.files[k].fragment != f.name
-    ]
-    removed = [k for k in manifest.files if k not in current]
-    if not changed and not removed:
-        # A re-run over unchanged inputs rewrites everything, as Karet's did: its counters stay the same.
+    uris = [f"{run.where.uri}/{urllib.parse.unquote(str(row['path']))}" for row in files]
+    options = _polars_storage_options(run.where)
+    frame = pl.scan_parquet(uris, storage_options=options, missing_columns="insert", extra_columns="ignore")
+    return frame.filter(
+        (pl.col(delta.MAPPING_COLUMN) == mapping_id) & pl.col(delta.SOURCE_COLUMN).is_in(sorted(kept))
+    )
+
+
+def _polars_storage_options(where: TableLocation) -> dict[str, str] | None:
+    if not where.storage_options:
         return None
-    if changed:
-        _checked(fragments.scan_fragments([current[k] for k in changed]), mapping, table)
-    parts_of = {k: manifest.files[k].parts for k in current if k not in changed}
-    parts_of.update(fragment_parts({k: current[k] for k in changed}, keys_))
-    affected: dict[str, list[object]] = {}
-    for key in changed:
-        affected.update((json.dumps(p), p) for p in parts_of[key])
-    for key in [*changed, *removed]:
-        if key in manifest.files:
-            affected.update((json.dumps(p), p) for p in manifest.files[key].parts)
-
-    out = Path(tmp) / "out"
-    parts: list[tuple[str, Path]] = []
-    emptied: list[str] = []
-    rows = 0
-    identities = {k: {json.dumps(p) for p in parts_of[k]} for k in current}
-    for identity, values in affected.items():
-        relative = (
-            "/".join(f"{k}={render_segment(_python(v))}" for k, v in zip(keys_, values, strict=True))
-            + f"/{file_name}"
-        )
-        feeding = [current[k] for k in current if identity in identities[k]]
-        if not feeding:
-            emptied.append(prefix + relative)
-            continue
-        try:
-            frame = dedup(partition_frame(feeding, keys_, values), table.dedup_keys)
-            local = out / relative
-            local.parent.mkdir(parents=True, exist_ok=True)
-            frame.sink_parquet(local, compression="zstd", statistics=True, engine="streaming")
-        except pl.exceptions.PolarsError as exc:
-            raise _MappingFailed(f"collect {mapping.id}: {_first_paragraph(exc)}") from exc
-        rows += pq.read_metadata(local).num_rows
-        parts.append((relative, local))
-    written = _upload(warehouse, prefix, mapping, parts)
-    if emptied:
-        warehouse.delete_many(emptied)
-    schema = fragments.scan_fragments([staged[0][1]]).collect_schema()
-    columns = {name: str(dtype) for name, dtype in schema.items()}
-    published = {k: v for k, v in on_store.items() if prefix + k not in emptied}
-    published.update((key[len(prefix) :], etag) for key, etag in written.items())
-    return _Published(written, emptied, rows, 0, columns, parts_of, published)
+    return {k.lower(): v for k, v in where.storage_options.items() if k != "conditional_put"}
 
 
-def _python(value: object) -> object:
-    if isinstance(value, dict):
-        return dt.date.fromisoformat(str(value["date"]))
-    return value
-
-
-def _manifest_after(
-    prefix: str, table: AnalyticTable, staged: list[tuple[ObjectInfo, Path]], outcome: _Published
-) -> Manifest:
-    """The record of what feeds and what holds the mapping's partitions after a successful publish."""
-    # After a full publish the stale files are reaped, so the mapping's files are exactly those written.
-    published = outcome.published
-    if published is None:
-        published = {key[len(prefix) :]: etag for key, etag in outcome.written.items()}
-    parts = outcome.parts_of
-    if parts is None:
-        parts = fragment_parts({info.key: fragment for info, fragment in staged}, table.partition_keys)
-    files = {info.key: FileEntry(fragment.name, parts[info.key]) for info, fragment in staged}
-    return Manifest(table_prefix=prefix, files=files, published=published)
-
-
-@dataclass(frozen=True)
-class _Evaluation:
-    """A mapping's compiled expressions, applied the same way to one file or to a batch of files."""
-
-    columns: CompiledColumns
-    where: pl.Expr | None
-    record_filter: pl.Expr | None
-
-    def apply(self, frame: pl.LazyFrame, *, keep: tuple[str, ...] = ()) -> pl.LazyFrame:
-        if self.record_filter is not None:
-            frame = frame.filter(self.record_filter)
-        frame = self.columns.select(frame, keep=keep)
-        return frame.filter(self.where) if self.where is not None else frame
-
-
-@dataclass(frozen=True)
-class _Pending:
-    info: ObjectInfo
-    path: Path
-    fragment: Path
-    header: tuple[str, ...] | None
-
-
-def _stage_files(
-    staging: FragmentCache,
-    files: list[ObjectInfo],
-    inputs: RawInputs,
-    source: SourceContainer,
-    evaluation: _Evaluation,
-    report: RunReport,
-    *,
-    one_pass: "_OnePass",
-) -> tuple[list[tuple[ObjectInfo, Path]], bool]:
-    """Evaluate the mapping over each raw file into a fragment; report failing files.
-
-    When no file is cached and every CSV shares one header (a first or clean run), one query reads them all
-    and feeds both the fragments and ``one_pass`` (the mapping's output from every file in listing order,
-    its row checks and each file's partitions), so the input is parsed once and nothing needs a second pass;
-    True says it was. Otherwise, or if that query fails, files are evaluated in batches of CSVs sharing a
-    header (one query writes one fragment per file), because a query's fixed cost dwarfs the work on a small
-    file; a batch that fails is redone file by file, so a bad file is still isolated and named.
-    """
-    staging.folder.mkdir(parents=True, exist_ok=True)
-    staged: dict[str, Path] = {}
-    pending: list[_Pending] = []
-    for info in files:
-        fragment = staging.fragment(info)
-        if staging.holds(fragment):
-            staged[info.key] = fragment
-            continue
-        path = inputs.path(info.key)
-        if path is None:
-            continue
-        inputs.parsed += 1
-        header = None
-        if source.format == "csv":
-            try:
-                header = csv_header(path, source.schema_)
-            except FileReadError as exc:
-                report.add_error(f"file {info.key}: {exc}")
-                continue
-        pending.append(_Pending(info, path, fragment, header))
-    one_header = bool(pending) and pending[0].header is not None
-    one_header = one_header and all(item.header == pending[0].header for item in pending)
-    if not staged and one_header and _stage_batch(pending, source, evaluation, one_pass):
-        return [(item.info, item.fragment) for item in pending], True
-    for batch in _batches(pending):
-        if len(batch) > 1 and _stage_batch(batch, source, evaluation):
-            staged.update((item.info.key, item.fragment) for item in batch)
-            continue
-        for item in batch:
-            if _stage_one(item, source, evaluation, report):
-                staged[item.info.key] = item.fragment
-    return [(info, staged[info.key]) for info in files if info.key in staged], False
-
-
-def _batches(pending: list[_Pending]) -> list[list[_Pending]]:
-    batches: list[list[_Pending]] = []
+def _batches(
+    ready: list[tuple[ObjectInfo, Path, tuple[str, ...] | None]],
+) -> list[list[tuple[ObjectInfo, Path, tuple[str, ...] | None]]]:
+    batches: list[list[tuple[ObjectInfo, Path, tuple[str, ...] | None]]] = []
     size = 0
-    for item in pending:
+    for item in ready:
         current = batches[-1] if batches else None
-        fits = (
-            current is not None
-            and item.header is not None
-            and current[0].header == item.header
-            and len(current) < BATCH_FILES
-            and size + item.info.size <= BATCH_BYTES
-        )
+        fits = current is not None and len(current) < BATCH_FILES and size + item[0].size <= BATCH_BYTES
         if current is not None and fits:
             current.append(item)
-            size += item.info.size
+            size += item[0].size
         else:
             batches.append([item])
-            size = item.info.size
+            size = item[0].size
     return batches
 
 
-def _stage_batch(
-    batch: list[_Pending],
-    source: SourceContainer,
-    evaluation: _Evaluation,
-    one_pass: "_OnePass | None" = None,
-) -> bool:
-    """Evaluate CSV files of one header in one query, one fragment each (and, optionally, what ``one_pass``
-    computes from their evaluated rows); False if any file fails."""
-    assert batch[0].header is not None
-    out = batch[0].fragment.parent / f".batch-{batch[0].fragment.stem}"
-    names = {str(item.path): f"{index}{fragments.SUFFIX}" for index, item in enumerate(batch)}
-    scan = scan_csv_files([item.path for item in batch], source.schema_, batch[0].header, path_column=_PATH)
-    frame = evaluation.apply(scan, keep=(_PATH,))
-    try:
-        per_file = fragments.sink_fragment(
-            frame,
-            pl.PartitionBy(
-                out,
-                key=_PATH,
-                include_key=False,
-                file_path_provider=lambda args: names[args.partition_keys.row(0)[0]],
-                approximate_bytes_per_file=None,
-            ),
-        )
-        if one_pass is None:
-            per_file.collect(engine="streaming")
-        else:
-            results = pl.collect_all([per_file, *one_pass.queries(frame)], engine="streaming")
-            one_pass.receive(results[1:], {str(item.path): item.info.key for item in batch})
-        empty = pl.DataFrame(schema=frame.drop(_PATH).collect_schema())
-    except (pl.exceptions.PolarsError, PartitionError):
-        # PartitionError: a partition key value the one pass cannot name; the slow path reports it.
-        shutil.rmtree(out, ignore_errors=True)
-        return False
-    for item in batch:
-        written = out / names[str(item.path)]
-        if not written.exists():  # every row of this file was filtered out
-            fragments.write_fragment(empty, written)
-        written.replace(item.fragment)
-    shutil.rmtree(out, ignore_errors=True)
-    return True
+def _sorts_before(new: list[ObjectInfo], held: MappingOf[str, str]) -> bool:
+    """Whether a new or changed raw file sorts before one the table already holds."""
+    return bool(new and held) and min(info.key for info in new) < max(held)
 
 
-def _stage_one(item: _Pending, source: SourceContainer, evaluation: _Evaluation, report: RunReport) -> bool:
-    partial = item.fragment.with_suffix(".partial")
-    try:
-        frame = read_source_file(item.path, source)
-        fragments.sink_fragment(evaluation.apply(frame), partial).collect(engine="streaming")
-    except FileReadError as exc:
-        report.add_error(f"file {item.info.key}: {exc}")
+def _has_unique(table: AnalyticTable) -> bool:
+    return any(c.assertions is not None and c.assertions.unique for c in table.schema_)
+
+
+def _exact_owner(row: MappingOf[str, object]) -> tuple[str, str] | None:
+    """(mapping, raw file) when statistics show every row of the data file has that pair."""
+    low_m, high_m = row.get(f"min.{delta.MAPPING_COLUMN}"), row.get(f"max.{delta.MAPPING_COLUMN}")
+    low_s, high_s = row.get(f"min.{delta.SOURCE_COLUMN}"), row.get(f"max.{delta.SOURCE_COLUMN}")
+    if low_m is None or low_m != high_m or low_s is None or low_s != high_s:
+        return None
+    return str(low_m), str(low_s)
+
+
+def _holds(row: MappingOf[str, object], mapping_id: str, sources: set[str] | None) -> bool:
+    owner = _exact_owner(row)
+    if owner is not None:
+        return owner[0] == mapping_id and (sources is None or owner[1] in sources)
+    low_m, high_m = row.get(f"min.{delta.MAPPING_COLUMN}"), row.get(f"max.{delta.MAPPING_COLUMN}")
+    if low_m is not None and high_m is not None and not (str(low_m) <= mapping_id <= str(high_m)):
         return False
-    except pl.exceptions.PolarsError as exc:
-        partial.unlink(missing_ok=True)
-        report.add_error(f"file {item.info.key}: {describe_read_error(exc, item.path, source)}")
-        return False
-    # Renamed into place only once complete, so a crash never leaves a cached half fragment.
-    partial.replace(item.fragment)
-    return True
+    if sources is None:
+        return True
+    low_s, high_s = row.get(f"min.{delta.SOURCE_COLUMN}"), row.get(f"max.{delta.SOURCE_COLUMN}")
+    if low_s is None or high_s is None:
+        return True
+    return any(str(low_s) <= source <= str(high_s) for source in sources)
+
+
+def _partition_value_of(row: MappingOf[str, object], key: str) -> str | None:
+    value = row.get(f"partition.{key}")
+    return None if value is None else delta.partition_string(value)
+
+
+def _same_schema(current: DeltaTable, expected: pa.Schema) -> bool:
+    have = json.loads(current.schema().to_json())["fields"]
+    want = json.loads(Schema.from_arrow(expected).to_json())["fields"]
+    return [(f["name"], f["type"]) for f in have] == [(f["name"], f["type"]) for f in want]

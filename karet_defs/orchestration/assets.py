@@ -15,6 +15,7 @@ import dagster as dg
 
 from karet_defs.config.models import AnalyticTable, Pipeline
 from karet_defs.config.walk import lookup_ids
+from karet_defs.engine.delta import META_CONFIG_ETAG, META_JOB_ID, META_TRIGGER
 from karet_defs.engine.run import RunReport, TableReport, run_pipeline
 from karet_defs.engine.stats import table_stats
 from karet_defs.errors import KaretError
@@ -24,6 +25,7 @@ from karet_defs.orchestration.jobs import (
     TAG_FILES_PROCESSED,
     TAG_PARTITIONS_WRITTEN,
     TAG_PIPELINE,
+    TAG_TRIGGER,
     dagster_name,
     run_tags,
 )
@@ -96,10 +98,10 @@ def _table_spec(pipeline: Pipeline, slug: str, table: AnalyticTable) -> dg.Asset
             deps[lookup_key(slug, lookup_id)] = None
     return dg.AssetSpec(
         table_key(slug, table.id),
-        description=f"{table.name or table.id}: Parquet under `{keys.table_prefix(slug, table.id)}`",
+        description=f"{table.name or table.id}: Delta table at `{keys.table_prefix(slug, table.id)}`",
         deps=list(deps),
         group_name=dagster_name(slug),
-        kinds={"polars", "parquet"},
+        kinds={"polars", "delta"},
         skippable=True,
         metadata={
             "dagster/column_schema": _declared_schema(table),
@@ -167,7 +169,7 @@ def build_pipeline_assets(pipeline: Pipeline, slug: str) -> dg.AssetsDefinition:
                     clean_run=clean_run,
                     table_ids=selected,
                     log=context.log,
-                    cache_dir=settings.engine_cache_dir,
+                    commit_info=_commit_info(context, stores, slug),
                 )
         except KaretError as exc:
             raise _failure(exc) from exc
@@ -207,7 +209,7 @@ def _pipeline_lock(settings: Settings, slug: str, log) -> Iterator[None]:
     the slot. ``flock`` is, and the kernel releases it when its process dies, even by ``kill -9``. Across
     hosts, runs come from Dagster's queue, whose tag limit allows one per pipeline.
     """
-    folder = settings.engine_cache_dir
+    folder = settings.run_lock_dir
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / f"{slug}.lock", "a") as handle:
         try:
@@ -216,6 +218,16 @@ def _pipeline_lock(settings: Settings, slug: str, log) -> Iterator[None]:
             log.info("another run of %s is writing; waiting for it to end", slug)
             fcntl.flock(handle, fcntl.LOCK_EX)
         yield
+
+
+def _commit_info(context: dg.AssetExecutionContext, stores, slug: str) -> dict[str, str]:
+    """What each Delta commit of the run records: the run, its trigger and the config it ran."""
+    config = stores.pipelines.head(keys.config_key(slug))
+    return {
+        META_JOB_ID: context.run_id,
+        META_TRIGGER: context.run.tags.get(TAG_TRIGGER, "manual"),
+        META_CONFIG_ETAG: config.etag if config is not None else "",
+    }
 
 
 def _summary_tags(report: RunReport) -> dict[str, str]:
@@ -227,7 +239,9 @@ def _summary_tags(report: RunReport) -> dict[str, str]:
 
 
 def _table_metadata(slug, table, table_report: TableReport, report: RunReport, stats) -> dict[str, object]:
+    version = {} if stats.version is None else {"delta_version": dg.MetadataValue.int(stats.version)}
     return {
+        **version,
         "dagster/row_count": dg.MetadataValue.int(stats.row_count),
         "dagster/column_schema": _declared_schema(table),
         "dagster/uri": dg.MetadataValue.path(keys.table_prefix(slug, table.id)),

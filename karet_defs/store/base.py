@@ -15,6 +15,15 @@ from typing import Protocol
 
 
 @dataclass(frozen=True)
+class TableLocation:
+    """Where a Delta table lives, as Delta readers and writers (delta-rs, Polars, DuckDB) address it."""
+
+    uri: str
+    storage_options: dict[str, str]
+    local_root: Path | None  # the table's folder when the store is local, else None
+
+
+@dataclass(frozen=True)
 class ObjectInfo:
     key: str
     size: int
@@ -47,6 +56,10 @@ class ObjectStore(Protocol):
 
     def local_path(self, key: str) -> Path | None:
         """A filesystem path holding the object when the store is local, else None (callers download)."""
+        ...
+
+    def table_location(self, prefix: str) -> TableLocation:
+        """The Delta table rooted at ``prefix`` (a folder key ending in ``/``)."""
         ...
 
     def put(

@@ -17,13 +17,14 @@ def build_stores(settings: Settings) -> Stores:
         local = LocalStore(settings.data_dir)
         return Stores(pipelines=local, lake=local, warehouse=local)
     # Imported here: boto3 adds ~60 ms to every process start, and the embedded default never needs it.
-    from karet_defs.store.s3 import S3Store, make_s3_client
+    from karet_defs.store.s3 import S3Store, delta_storage_options, make_s3_client
 
     client = make_s3_client(settings)
+    delta_options = delta_storage_options(settings)
     by_bucket: dict[str, ObjectStore] = {}
 
     def store_for(bucket: str) -> ObjectStore:
-        return by_bucket.setdefault(bucket, S3Store(bucket, client=client))
+        return by_bucket.setdefault(bucket, S3Store(bucket, client=client, delta_options=delta_options))
 
     return Stores(
         pipelines=store_for(settings.s3_bucket),

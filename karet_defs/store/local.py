@@ -24,7 +24,7 @@ from typing import BinaryIO
 
 from karet_defs.errors import ObjectNotFound, PreconditionFailed, StoreError
 from karet_defs.scratch import reap_orphans, scratch_prefix
-from karet_defs.store.base import ObjectInfo, normalise_etag
+from karet_defs.store.base import ObjectInfo, TableLocation, normalise_etag
 
 TMP_DIR_NAME = ".karet-tmp"
 # Top-level folders of the data directory that are the process's own (temp files, generated secrets),
@@ -119,6 +119,11 @@ class LocalStore:
         except OSError as exc:
             part.unlink(missing_ok=True)
             raise StoreError(f"Cannot download {key!r} to {dest}: {exc}") from exc
+
+    def table_location(self, prefix: str) -> TableLocation:
+        """The Delta table rooted at ``prefix``: a folder under the store's root."""
+        root = self._path(prefix.rstrip("/")).resolve()
+        return TableLocation(uri=str(root), storage_options={}, local_root=root)
 
     def local_path(self, key: str) -> Path | None:
         """The file holding the object (``ObjectNotFound`` when there is none)."""

@@ -24,7 +24,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from karet_defs.errors import BucketNotFound, KaretError, ObjectNotFound, PreconditionFailed, StoreError
 from karet_defs.settings import Settings
-from karet_defs.store.base import ObjectInfo, normalise_etag
+from karet_defs.store.base import ObjectInfo, TableLocation, normalise_etag
 
 BUCKET_NOT_FOUND_MESSAGE = (
     "S3 bucket does not exist. Create it first or check the S3_BUCKET / S3_BUCKET_LAKE / "
@@ -61,6 +61,24 @@ def make_s3_client(settings: Settings, *, max_attempts: int = 3) -> BaseClient:
         )
 
 
+def delta_storage_options(settings: Settings) -> dict[str, str]:
+    """delta-rs (object_store) options reaching the same bucket as ``make_s3_client``.
+
+    ``conditional_put: etag`` makes a Delta commit a PUT with ``If-None-Match``: of two writers racing for
+    one version, exactly one wins and the other retries on the next, so no commit is lost without a lock
+    service.
+    """
+    options = {"AWS_REGION": settings.aws_region or "us-east-1", "conditional_put": "etag"}
+    if settings.s3_endpoint:
+        options["AWS_ENDPOINT_URL"] = settings.s3_endpoint
+        options["AWS_ALLOW_HTTP"] = str(settings.s3_endpoint.startswith("http://")).lower()
+    options["AWS_VIRTUAL_HOSTED_STYLE_REQUEST"] = str(not settings.s3_force_path_style).lower()
+    if settings.aws_access_key_id:
+        options["AWS_ACCESS_KEY_ID"] = settings.aws_access_key_id
+        options["AWS_SECRET_ACCESS_KEY"] = settings.aws_secret_access_key
+    return options
+
+
 # One session for the process, so the S3 service model is loaded once (~0.1 s per session); sessions are
 # not thread-safe, hence the lock around client creation. The clients themselves are thread-safe.
 _session_lock = threading.Lock()
@@ -74,9 +92,12 @@ def _session() -> boto3.session.Session:
 class S3Store:
     """An ``ObjectStore`` over one bucket, through a (thread-safe, shareable) boto3 client."""
 
-    def __init__(self, bucket: str, *, client: BaseClient) -> None:
+    def __init__(
+        self, bucket: str, *, client: BaseClient, delta_options: dict[str, str] | None = None
+    ) -> None:
         self.bucket = bucket
         self.client = client
+        self.delta_options = delta_options or {}
 
     def __repr__(self) -> str:
         return f"S3Store({self.bucket!r})"
@@ -103,6 +124,14 @@ class S3Store:
                     )
         except (ClientError, BotoCoreError) as exc:
             raise _translate(exc) from exc
+
+    def table_location(self, prefix: str) -> TableLocation:
+        """The Delta table rooted at ``prefix``, as an ``s3://`` URI with delta-rs storage options."""
+        return TableLocation(
+            uri=f"s3://{self.bucket}/{prefix.rstrip('/')}",
+            storage_options=dict(self.delta_options),
+            local_root=None,
+        )
 
     def head(self, key: str) -> ObjectInfo | None:
         """Metadata of one object, or None when it does not exist."""

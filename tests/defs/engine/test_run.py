@@ -6,11 +6,20 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
+from karet_defs.engine import delta
 from karet_defs.engine.run import run_pipeline
 from karet_defs.errors import ConfigInvalid, ConfigParseFailed, PipelineConfigNotFound
 from karet_defs.store import keys
 from karet_defs.templates import install_template
-from tests.factories import col, make_pipeline, put_config, put_raw, read_table, table_files
+from tests.factories import (
+    col,
+    make_pipeline,
+    put_config,
+    put_raw,
+    read_table,
+    table_partitions,
+    table_version,
+)
 
 SLUG = "demo"
 AMOUNTS = make_pipeline(
@@ -38,10 +47,7 @@ def test_spending_template_gives_two_month_partitions(stores, tmp_path):
     report = run_pipeline(stores, "spending")
 
     assert report.summary() == {"partitions_written": 2, "files_processed": 1, "errors": []}
-    assert sorted(table_files(stores, "spending", "transactions")) == [
-        "year=2026/month=4/transactions_mapping.parquet",
-        "year=2026/month=5/transactions_mapping.parquet",
-    ]
+    assert table_partitions(stores, "spending", "transactions") == ["year=2026/month=4", "year=2026/month=5"]
     rows = read_table(stores, "spending", "transactions", tmp_path)
     assert rows.group_by("month").len().sort("month").rows() == [(4, 18), (5, 17)]
     by_description = {r["description"]: r for r in rows.to_dicts()}
@@ -63,42 +69,55 @@ def test_partition_payload_drops_key_columns(stores, tmp_path):
 
     run_pipeline(stores, SLUG)
 
-    key = keys.table_prefix(SLUG, "t") + "month=1/m.parquet"
+    table = delta.open_table(delta.location(stores.warehouse, SLUG, "t"))
+    assert table is not None
+    (path,) = [p for p in delta.active_files(table).get_column("path") if p.startswith("month=1/")]
     local = tmp_path / "one.parquet"
-    stores.warehouse.download(key, local)
+    stores.warehouse.download(keys.table_prefix(SLUG, "t") + path, local)
     assert_frame_equal(
         pl.read_parquet(local),
-        pl.DataFrame({"day": [dt.date(2026, 1, 5)], "who": ["ANN"], "amount": [1.5]}),
+        pl.DataFrame(
+            {
+                "day": [dt.date(2026, 1, 5)],
+                "who": ["ANN"],
+                "amount": [1.5],
+                "_karet_source": [RAW + "a.csv"],
+                "_karet_mapping": ["m"],
+            }
+        ),
     )
 
 
-def test_rerun_is_idempotent_and_reaps_vanished_partitions(stores, tmp_path):
+def test_rerun_with_nothing_new_commits_nothing_and_a_change_replaces_its_rows(stores):
     put_config(stores, SLUG, AMOUNTS)
     put_raw(stores, RAW + "a.csv", "day,who,amount\n2026-01-05,ann,1.5\n2026-02-01,bob,2\n")
     run_pipeline(stores, SLUG)
-    first = read_table(stores, SLUG, "t", tmp_path / "1")
+    first = read_table(stores, SLUG, "t")
 
     again = run_pipeline(stores, SLUG)
-    assert again.summary() == {"partitions_written": 2, "files_processed": 1, "errors": []}
-    assert_frame_equal(read_table(stores, SLUG, "t", tmp_path / "2").sort("day"), first.sort("day"))
+    assert again.summary() == {"partitions_written": 0, "files_processed": 1, "errors": []}
+    assert table_version(stores, SLUG, "t") == 0
+    assert_frame_equal(read_table(stores, SLUG, "t").sort("day"), first.sort("day"))
 
     put_raw(stores, RAW + "a.csv", "day,who,amount\n2026-01-05,ann,1.5\n")
-    run_pipeline(stores, SLUG)
-    assert sorted(table_files(stores, SLUG, "t")) == ["month=1/m.parquet"]
+    report = run_pipeline(stores, SLUG)
+    assert report.partitions_written == 1
+    assert table_version(stores, SLUG, "t") == 1
+    assert table_partitions(stores, SLUG, "t") == ["month=1"]
+    assert_frame_equal(read_table(stores, SLUG, "t", version=0).sort("day"), first.sort("day"))
 
 
-def test_clean_run_empties_the_table_first(stores):
+def test_clean_run_commits_a_version_replacing_every_row(stores):
     put_config(stores, SLUG, AMOUNTS)
     put_raw(stores, RAW + "a.csv", "day,who,amount\n2026-01-05,ann,1.5\n")
-    foreign = keys.table_prefix(SLUG, "t") + "legacy/old.parquet"
-    stores.warehouse.put(foreign, b"not parquet")
-
     run_pipeline(stores, SLUG)
-    assert "legacy/old.parquet" in table_files(stores, SLUG, "t")
 
     report = run_pipeline(stores, SLUG, clean_run=True)
+
     assert report.partitions_written == 1
-    assert sorted(table_files(stores, SLUG, "t")) == ["month=1/m.parquet"]
+    assert table_version(stores, SLUG, "t") == 1
+    assert read_table(stores, SLUG, "t").get_column("who").to_list() == ["ANN"]
+    assert read_table(stores, SLUG, "t", version=0).get_column("who").to_list() == ["ANN"]
 
 
 BAD_FILES = [
@@ -138,7 +157,7 @@ def test_failed_assertion_writes_nothing_and_keeps_published_files(stores):
     put_config(stores, SLUG, AMOUNTS)
     put_raw(stores, RAW + "a.csv", "day,who,amount\n2026-01-05,ann,1.5\n")
     run_pipeline(stores, SLUG)
-    before = table_files(stores, SLUG, "t")
+    before = read_table(stores, SLUG, "t")
 
     put_raw(stores, RAW + "a.csv", "day,who,amount\n2026-01-05,ann,-4\n2026-03-01,bob,-1\n")
     report = run_pipeline(stores, SLUG)
@@ -147,7 +166,8 @@ def test_failed_assertion_writes_nothing_and_keeps_published_files(stores):
         "assertion m: column `amount` range: 2 below min, 0 above max (min=Some(0.0), max=None)"
     ]
     assert report.partitions_written == 0
-    assert table_files(stores, SLUG, "t") == before
+    assert table_version(stores, SLUG, "t") == 0
+    assert_frame_equal(read_table(stores, SLUG, "t"), before)
 
 
 def test_null_partition_key_fails_the_mapping(stores):
@@ -160,7 +180,7 @@ def test_null_partition_key_fails_the_mapping(stores):
         "partition m: partition key `month` has 1 null value(s); rows cannot be assigned to a partition "
         "(coalesce in the expression to supply a default)"
     ]
-    assert table_files(stores, SLUG, "t") == {}
+    assert table_version(stores, SLUG, "t") is None
 
 
 def test_dedup_keeps_first_row_in_file_order(stores, tmp_path):
@@ -194,10 +214,8 @@ def test_string_partition_values_are_percent_encoded(stores):
 
     run_pipeline(stores, SLUG)
 
-    assert sorted(table_files(stores, SLUG, "t")) == [
-        "city=New%20York/m.parquet",
-        "city=S%C3%A3o%20Paulo/m.parquet",
-    ]
+    assert table_partitions(stores, SLUG, "t") == ["city=New%20York", "city=S%C3%A3o%20Paulo"]
+    assert sorted(read_table(stores, SLUG, "t").get_column("city")) == ["New York", "São Paulo"]
 
 
 def test_no_input_files_is_a_quiet_success(stores):
