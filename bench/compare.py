@@ -1,10 +1,12 @@
-"""Do several Hive-partitioned Parquet outputs hold the same rows, in any order?
+"""Do several outputs (Hive-partitioned Parquet folders or Delta tables) hold the same rows, in any order?
 
 Each output is read with its partition columns restored from the path and cast to the declared schema (a
-Hive reader infers path values, and writers differ in what they put in the files), then reduced to one
-64-bit hash per row. Equal sorted hash vectors mean equal multisets of rows; that keeps the check to a few
-hundred MB at 1 GB of input instead of sorting three full tables. On a mismatch of a small output, a few
-rows missing from each side are shown.
+Hive reader infers path values, and writers differ in what they put in the files). A Delta table (a folder
+with a ``_delta_log``) is read at its current version with ``pl.scan_delta``, so files that earlier versions
+removed but that are still on disk do not count, and its hidden columns are left out. Each output is then
+reduced to one 64-bit hash per row. Equal sorted hash vectors mean equal multisets of rows; that keeps the
+check to a few hundred MB at 1 GB of input instead of sorting three full tables. On a mismatch of a small
+output, a few rows missing from each side are shown.
 """
 
 from dataclasses import dataclass, field
@@ -25,8 +27,11 @@ class Agreement:
 
 
 def read_output(folder: Path) -> pl.LazyFrame:
-    """An output folder as a lazy frame of the declared schema."""
-    frame = pl.scan_parquet(str(folder / "**" / "*.parquet"), hive_partitioning=True)
+    """An output folder (Hive-partitioned Parquet or a Delta table) as a lazy frame of the declared schema."""
+    if (folder / "_delta_log").is_dir():
+        frame = pl.scan_delta(str(folder))
+    else:
+        frame = pl.scan_parquet(str(folder / "**" / "*.parquet"), hive_partitioning=True)
     return frame.select(pl.col(name).cast(getattr(pl, dtype)) for name, dtype in OUTPUT_SCHEMA.items())
 
 

@@ -1,10 +1,12 @@
 """Run our engine on a local store the way a Dagster run's asset body does; report as one JSON line.
 
-Like the asset body, this calls ``run_pipeline`` with the settings' engine cache (per-file fragments kept
-between runs, under the store's ``.karet-cache``), then reads the table's stats for its metadata; Dagster
-itself is measured on its own by ``bench.dagster_probe``. ``engine_s`` is the time inside the process,
-without interpreter start-up and imports. The engine's log goes to stderr. Usage:
-``python -m bench.engine_run DATA_DIR SLUG [--incremental]`` (default: a clean run).
+Like the asset body, this calls ``run_pipeline``, then reads the table's stats for its metadata; Dagster
+itself is measured on its own by ``bench.dagster_probe``. A clean run (the default) replaces every row of
+each table with a new Delta version; ``--incremental`` (``clean_run=False``, as a sensor's run) evaluates
+only the raw files that are new or changed since the table's last commit and removes the rows of changed
+and removed ones (there is no cache: the state is in the table's commit metadata). ``engine_s`` is the
+time inside the process, without interpreter start-up and imports. The engine's log goes to stderr. Usage:
+``python -m bench.engine_run DATA_DIR SLUG [--incremental]``.
 """
 
 import argparse
@@ -29,9 +31,7 @@ if __name__ == "__main__":
     settings = Settings(data_dir=args.data_dir, s3_bucket="")
     stores = build_stores(settings)
     start = time.perf_counter()
-    report = run_pipeline(
-        stores, args.slug, clean_run=not args.incremental
-    )
+    report = run_pipeline(stores, args.slug, clean_run=not args.incremental)
     stats = {t: table_stats(stores.warehouse, args.slug, t) for t in report.tables}
     elapsed = time.perf_counter() - start
     result = {

@@ -87,13 +87,59 @@ def proc_status_mb(pid: int, field: str) -> float:
     raise KeyError(field)
 
 
-class RssSampler:
-    """Samples a process's RSS on a thread until stopped; keeps the first and the highest sample."""
+def process_tree(root: int) -> list[int]:
+    """``root`` and its live descendants (``/proc/<pid>/task/<tid>/children``)."""
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        try:
+            tasks = list(Path(f"/proc/{pid}/task").iterdir())
+        except FileNotFoundError:
+            continue
+        for task in tasks:
+            try:
+                todo += [int(child) for child in (task / "children").read_text().split()]
+            except (FileNotFoundError, ProcessLookupError):
+                pass  # the thread or the process ended meanwhile
+    return found
 
-    def __init__(self, pid: int, interval: float = 0.02) -> None:
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of a live process so far, plus that of the children it has reaped."""
+    raw = Path(f"/proc/{pid}/stat").read_text()
+    fields = raw[raw.rindex(")") + 2 :].split()  # the name in parentheses may hold spaces
+    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def _rss_sum_mb(pids: list[int]) -> float:
+    """The summed RSS of ``pids`` (pages shared between them count once per process); gone ones count 0."""
+    total = 0.0
+    for pid in pids:
+        try:
+            total += proc_status_mb(pid, "VmRSS")
+        except (FileNotFoundError, ProcessLookupError, KeyError):
+            pass  # exited (a zombie has no VmRSS line)
+    return total
+
+
+class RssSampler:
+    """Samples a process's RSS on a thread until stopped; keeps the first and the highest sample.
+
+    With ``tree=True`` each sample is the summed RSS of the process and its descendants; the tree itself is
+    listed again every ``_TREE_REFRESH`` samples only, so the sampler costs the measured work little CPU.
+    """
+
+    _TREE_REFRESH = 10
+
+    def __init__(self, pid: int, interval: float = 0.02, *, tree: bool = False) -> None:
         self.pid = pid
         self.interval = interval
-        self.first_mb = proc_status_mb(pid, "VmRSS")
+        self.tree = tree
+        self.pids = process_tree(pid) if tree else [pid]
+        self.commands: dict[int, str] = {}  # with ``tree=True``: every process seen in the tree
+        self._note_commands()
+        self.first_mb = self._rss()
         self.peak_mb = self.first_mb
         self.samples = 0
         self._stop = threading.Event()
@@ -107,7 +153,22 @@ class RssSampler:
         self._stop.set()
         self._thread.join()
 
+    def _note_commands(self) -> None:
+        for pid in self.pids:
+            if pid not in self.commands:
+                try:
+                    raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+                except (FileNotFoundError, ProcessLookupError):
+                    continue
+                self.commands[pid] = " ".join(raw.decode(errors="replace").split("\0")).strip()[:200]
+
+    def _rss(self) -> float:
+        return _rss_sum_mb(self.pids) if self.tree else proc_status_mb(self.pid, "VmRSS")
+
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
-            self.peak_mb = max(self.peak_mb, proc_status_mb(self.pid, "VmRSS"))
+            if self.tree and self.samples % self._TREE_REFRESH == 0:
+                self.pids = process_tree(self.pid)
+                self._note_commands()
+            self.peak_mb = max(self.peak_mb, self._rss())
             self.samples += 1

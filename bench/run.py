@@ -8,7 +8,7 @@ times, interleaved, and the medians are kept; 1 GB and above run once. Then, eac
 runs after adding 1 file to 1,000 small monthly statements (a next-month file, then a two-year one); the
 rows endpoint's streaming rate and the server's memory on the largest table; the jobs list's latency with
 1,000 runs in Dagster storage; and Dagster's overhead around a tiny run. Every store and Dagster home is
-fresh, so no cache of an earlier run is measured. Data is cached under ``--workdir`` (``bench/data``,
+fresh, so no earlier run's table is measured. Data is cached under ``--workdir`` (``bench/data``,
 git-ignored), child logs go to its ``logs/``, and the figures to its ``results.json``.
 """
 

@@ -1,5 +1,5 @@
 """The ``karet`` command: ``dev`` (Dagster UI, daemon and API with a demo), ``api``, ``worker``,
-``instance-yaml``, ``validate``, ``run``.
+``instance-yaml``, ``validate``, ``run``, ``migrate``.
 
 ``KARET_DEPLOYMENT`` (embedded, production, distributed) selects which of the instance configurations shipped
 in ``karet_defs/instance/`` becomes ``$DAGSTER_HOME/dagster.yaml``.
@@ -325,6 +325,41 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0 if outcome.success else 1
 
 
+def cmd_migrate(args: argparse.Namespace) -> int:
+    """Convert every table of every pipeline that earlier releases wrote as plain Parquet into Delta."""
+    from karet_defs.catalog import list_slugs
+    from karet_defs.config.validate import parse_pipeline
+    from karet_defs.engine.migrate_tables import convert_legacy_table
+    from karet_defs.errors import KaretError
+    from karet_defs.settings import Settings
+    from karet_defs.store import keys
+    from karet_defs.store.factory import build_stores
+
+    settings = Settings(data_dir=Path(args.data_dir)) if args.data_dir else Settings()
+    stores = build_stores(settings)
+    results: list[dict[str, object]] = []
+    for slug in list_slugs(stores):
+        try:
+            # Parsed, not validated: a config that fails validation still declares its tables' types.
+            tables = parse_pipeline(stores.pipelines.get(keys.config_key(slug))).analytic_tables
+        except KaretError as exc:
+            results.append({"pipeline": slug, "status": "failed", "error": exc.code, "message": exc.message})
+            continue
+        for table in tables:
+            entry: dict[str, object] = {"pipeline": slug, "table": table.id}
+            try:
+                version = convert_legacy_table(stores.warehouse, slug, table)
+            except KaretError as exc:
+                entry.update(status="failed", error=exc.code, message=exc.message)
+            else:
+                entry["status"] = "unchanged" if version is None else "converted"
+                if version is not None:
+                    entry["version"] = version
+            results.append(entry)
+    _out(json.dumps({"tables": results}, indent=2))
+    return 1 if any(r["status"] == "failed" for r in results) else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="karet", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -364,6 +399,12 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--clean", action="store_true", help="empty the tables' clean/ folders first")
     run.add_argument("--data-dir")
     run.set_defaults(func=cmd_run)
+    migrate = commands.add_parser(
+        "migrate",
+        help="convert the tables earlier releases wrote as plain Parquet into Delta tables, in place",
+    )
+    migrate.add_argument("--data-dir", help="local store root (default: $KARET_DATA_DIR or ./karet-data)")
+    migrate.set_defaults(func=cmd_migrate)
     args = parser.parse_args(argv)
     return int(args.func(args))
 

@@ -18,6 +18,7 @@ from karet_api.routes import (
     jobs,
     pipelines,
     preview,
+    table_versions,
     tables,
     transfer,
     worker,
@@ -28,7 +29,7 @@ from karet_defs.scratch import reap_orphans
 from karet_defs.settings import Settings, get_settings
 from karet_defs.store.factory import build_stores
 
-PROTECTED_ROUTERS = (pipelines, transfer, config, dashboards, tables, jobs, preview, files)
+PROTECTED_ROUTERS = (pipelines, transfer, config, dashboards, tables, table_versions, jobs, preview, files)
 SHUTDOWN_GRACE_SECONDS = 60.0
 
 

@@ -18,8 +18,10 @@ into these classes at the store and engine boundaries; HTTP status codes are cho
     │   ├── ObjectNotFound              not_found (a store key is missing)
     │   ├── PipelineConfigNotFound      pipeline_config_not_found
     │   ├── PipelineNotFound            pipeline_not_found
-    │   └── DashboardNotFound           dashboard_not_found
+    │   ├── DashboardNotFound           dashboard_not_found
+    │   └── TableVersionNotFound        version_not_found (``engine.delta``)
     ├── Conflict                        409  already_exists, already_initialized
+    │   └── LegacyTableError            legacy_table_invalid (``engine.migrate_tables``)
     ├── PreconditionFailed              412  etag_mismatch
     ├── PayloadTooLarge                 413  payload_too_large, zip_too_large, zip_expands_too_large
     ├── Unprocessable                   422

@@ -72,6 +72,13 @@ class Settings(BaseSettings):
         ),
     )
 
+    table_versions: int = Field(
+        default=10,
+        ge=1,
+        validation_alias=AliasChoices("KARET_TABLE_VERSIONS", "table_versions"),
+        description="Versions of each table kept by expiry (the daily maintenance and `POST …/expire`).",
+    )
+
     lock_dir: Path | None = Field(
         default=None,
         validation_alias=AliasChoices("KARET_LOCK_DIR", "lock_dir"),

@@ -9,9 +9,11 @@ from typing import Any
 
 import dagster as dg
 import polars as pl
+import pyarrow as pa
 from dagster._core.events import DagsterEvent, DagsterEventType
 
 from karet_defs.engine import delta
+from karet_defs.engine.write import render_segment
 from karet_defs.orchestration.jobs import run_tags
 from karet_defs.store import keys
 from karet_defs.store.base import Stores
@@ -151,3 +153,67 @@ class FakeLauncher:
         worker = threading.Thread(target=finish, daemon=True)
         worker.start()
         return SimpleNamespace(run_id=run.run_id), worker
+
+
+def _partition_groups(frame: pl.DataFrame, partition_keys: list[str]) -> dict[tuple[Any, ...], pl.DataFrame]:
+    if not partition_keys:
+        return {(): frame}
+    return frame.partition_by(partition_keys, as_dict=True, include_key=False, maintain_order=True)
+
+
+def commit_frame(
+    stores: Stores,
+    slug: str,
+    table_id: str,
+    frame: pl.DataFrame,
+    tmp: Path,
+    *,
+    partition_keys: list[str] | None = None,
+    replace: bool = False,
+) -> int:
+    """Commit ``frame`` as the next version of a Delta table, the way the engine lays it out (one file per
+    partition under percent-encoded Hive folders, partition columns only in the log); return the version."""
+    keys_ = partition_keys or []
+    where = delta.location(stores.warehouse, slug, table_id)
+    prefix = keys.table_prefix(slug, table_id)
+    added = []
+    for values, part in _partition_groups(frame, keys_).items():
+        segments = [f"{k}={render_segment(v)}" for k, v in zip(keys_, values, strict=True)]
+        relative = "/".join([*segments, delta.data_file_name("m", "raw/a.csv")])
+        local = tmp / "commit" / relative
+        local.parent.mkdir(parents=True, exist_ok=True)
+        part.write_parquet(local)
+        stores.warehouse.put_file(prefix + relative, local)
+        partition = {k: delta.partition_string(v) for k, v in zip(keys_, values, strict=True)}
+        added.append(delta.describe_file(local, relative, partition, "m", "raw/a.csv"))
+    table_schema = frame.to_arrow().schema
+    ordered = [f for f in table_schema if f.name not in keys_] + [table_schema.field(k) for k in keys_]
+    return delta.commit(
+        where,
+        delta.open_table(where),
+        delta.Commit(added=added, replace_all=replace),
+        pa.schema(ordered),
+        keys_,
+        {},
+    )
+
+
+def write_legacy_table(
+    stores: Stores,
+    slug: str,
+    table_id: str,
+    frames: dict[str, pl.DataFrame],
+    partition_keys: list[str],
+    tmp: Path,
+) -> None:
+    """A table as earlier releases wrote it: ``<k>=<v>/<mapping_id>.parquet`` per mapping and partition,
+    the partition columns only in the (percent-encoded) path, no Delta log."""
+    prefix = keys.table_prefix(slug, table_id)
+    for mapping_id, frame in frames.items():
+        for values, part in _partition_groups(frame, partition_keys).items():
+            segments = [f"{k}={render_segment(v)}" for k, v in zip(partition_keys, values, strict=True)]
+            relative = "/".join([*segments, f"{mapping_id}.parquet"])
+            local = tmp / "legacy" / relative
+            local.parent.mkdir(parents=True, exist_ok=True)
+            part.write_parquet(local)
+            stores.warehouse.put_file(prefix + relative, local)

@@ -1,4 +1,5 @@
-"""Analytic tables of a pipeline: their schema and Dagster facts, and their rows streamed as JSON."""
+"""Analytic tables of a pipeline: their schema and Dagster facts, and the rows of one version streamed as
+JSON."""
 
 from collections.abc import Iterator
 from typing import Annotated
@@ -14,6 +15,7 @@ from karet_api.schemas.tables import TableInfo, TableList
 from karet_api.services.jobs import iso
 from karet_defs.config.models import AnalyticTable, Pipeline
 from karet_defs.config.validate import parse_pipeline
+from karet_defs.engine.stats import table_stats
 from karet_defs.engine.tables import iter_rows_json
 from karet_defs.errors import ConfigParseFailed, ConfigSchemaError, NotFound, ObjectNotFound, PipelineNotFound
 from karet_defs.slugs import sanitise_slug
@@ -51,16 +53,17 @@ def _table(pipeline: Pipeline, slug: str, table_id: str) -> AnalyticTable:
         (401, "not signed in"),
         (404, "pipeline_not_found"),
         (422, "invalid_slug"),
+        (503, "s3_error: the store or a table's Delta log cannot be read"),
     ),
 )
 def list_tables(slug: str, stores: StoreDep, instance: InstanceDep) -> TableList:
-    """Every analytic table in config order, with its file count and its latest materialization's facts."""
+    """Every analytic table in config order, with the data files of its current version and its latest
+    materialization's facts."""
     slug = sanitise_slug(slug)
     pipeline = _pipeline(stores, slug)
     tables = []
     for table in pipeline.analytic_tables:
-        prefix = keys.table_prefix(slug, table.id)
-        file_count = sum(1 for i in stores.warehouse.list(prefix) if i.key.endswith(".parquet"))
+        file_count = table_stats(stores.warehouse, slug, table.id).file_count
         event = instance.get_latest_materialization_event(dg.AssetKey([slug, table.id]))
         metadata = event.asset_materialization.metadata if event and event.asset_materialization else {}
         tables.append(
@@ -86,8 +89,9 @@ def list_tables(slug: str, stores: StoreDep, instance: InstanceDep) -> TableList
         **error_responses(
             (400, "config_parse_failed: the stored config is not a pipeline config"),
             (401, "not signed in"),
-            (404, "pipeline_not_found or table_not_found"),
+            (404, "pipeline_not_found, table_not_found, or version_not_found: no such version (or expired)"),
             (422, "invalid_slug"),
+            (503, "s3_error: the store or the table's Delta log cannot be read"),
         ),
     },
 )
@@ -97,12 +101,28 @@ def table_rows(
     stores: StoreDep,
     limit: Annotated[int | None, Query(ge=0)] = None,
     offset: Annotated[int, Query(ge=0)] = 0,
+    version: Annotated[
+        int | None, Query(ge=0, description="A table version to read (time travel); default the current one")
+    ] = None,
+    include_hidden: Annotated[
+        bool,
+        Query(description="Also show the hidden columns `_karet_source` (raw file) and `_karet_mapping`"),
+    ] = False,
 ) -> StreamingResponse:
-    """`{"rows": [...]}` streamed, Hive partition columns restored; `limit`/`offset` page through it."""
+    """`{"rows": [...]}` of one table version streamed, Hive partition columns restored; `limit`/`offset`
+    page through it."""
     slug = sanitise_slug(slug)
     table = _table(_pipeline(stores, slug), slug, table_id)
-    chunks = iter_rows_json(stores.warehouse, slug, table, limit=limit, offset=offset)
-    first = next(chunks)  # list the files before answering, so a store failure is still a clean error
+    chunks = iter_rows_json(
+        stores.warehouse,
+        slug,
+        table,
+        limit=limit,
+        offset=offset,
+        version=version,
+        include_hidden=include_hidden,
+    )
+    first = next(chunks)  # read the log before answering, so a missing version is still a clean error
     return StreamingResponse(_prepend(first, chunks), media_type="application/json")
 
 

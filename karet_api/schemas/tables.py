@@ -9,7 +9,7 @@ class TableInfo(BaseModel):
     id: str
     name: str
     schema_: list[dict[str, Any]] = Field(alias="schema", serialization_alias="schema")
-    fileCount: int
+    fileCount: int = Field(description="Data files of the table's current version (0 before its first run)")
     rowCount: int | None = Field(default=None, description="From the latest materialization's metadata")
     bytes: int | None = None
     lastMaterialization: str | None = Field(default=None, description="ISO time of the last materialization")

@@ -8,6 +8,7 @@ outcome is read back from run storage like any other run.
 
 import asyncio
 import uuid
+from typing import Any
 
 import dagster as dg
 from starlette.concurrency import run_in_threadpool
@@ -15,9 +16,12 @@ from starlette.concurrency import run_in_threadpool
 from karet_defs.catalog import read_pipeline
 from karet_defs.orchestration.launch import (
     RunOutcome,
+    create_job_run,
     execute_pipeline_run,
+    execute_prepared_run,
     outcome_of_run,
     start_pipeline_run,
+    submit_job_run,
     submit_pipeline_run,
 )
 from karet_defs.settings import Settings
@@ -60,6 +64,29 @@ async def run_pipeline_to_end(
     while not await run_in_threadpool(_finished, instance, run_id):
         await asyncio.sleep(_POLL_SECONDS)
     return await run_in_threadpool(outcome_of_run, instance, run_id)
+
+
+async def run_job_to_end(
+    instance: dg.DagsterInstance,
+    settings: Settings,
+    job_name: str,
+    *,
+    run_config: dict[str, Any],
+    tags: dict[str, str],
+) -> str:
+    """Execute any job of the definitions (or submit it and wait) and return the finished run's id."""
+    if not settings.queues_runs:
+        prepared = await run_in_threadpool(
+            create_job_run, instance, job_name, run_config=run_config, tags=tags
+        )
+        await run_in_threadpool(execute_prepared_run, instance, prepared)
+        return prepared.run_id
+    run_id = await run_in_threadpool(
+        submit_job_run, settings.dagster_url, job_name, run_config=run_config, tags=tags
+    )
+    while not await run_in_threadpool(_finished, instance, run_id):
+        await asyncio.sleep(_POLL_SECONDS)
+    return run_id
 
 
 def _finished(instance: dg.DagsterInstance, run_id: str) -> bool:

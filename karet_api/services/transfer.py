@@ -43,7 +43,13 @@ MAX_COMPRESSION_RATIO = 200
 RATIO_EXEMPT_BYTES = 1024 * 1024
 SKIPPED_DIRS = ("jobs/",)  # Karet's job records: here jobs are Dagster runs, never imported objects
 
-_SAFE_SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._= -]*$")
+# REFERENCE §4.10's segment rule, plus percent escapes: partition folders of string values are written
+# percent-encoded (``merchant=A%20B``), and an escape is a literal name in a key, never a separator.
+_SAFE_SEGMENT = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._= -]|%[0-9A-Fa-f]{2})*$")
+# A Delta table's log folder, and the one name in it that the segment rule refuses (commits and checkpoints
+# are digits). Anything else underscored there is a writer's scratch (an unfinished commit), in no version.
+DELTA_LOG = "_delta_log"
+_DELTA_LOG_NAMES = frozenset({"_last_checkpoint"})
 _CHUNK = 1024 * 1024
 _FLUSH_AT = 256 * 1024
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
@@ -84,6 +90,8 @@ def export_entries(stores: Stores, slug: str) -> list[ExportEntry]:
             path = info.key[len(prefix) :]
             if not path or path.endswith("/"):
                 continue  # folder markers
+            if f"{DELTA_LOG}/" in path and not is_safe_entry_path(path):
+                continue  # a Delta writer's scratch, in no version: an import would refuse it
             # One path in two buckets would collide in the ZIP: keep the copy an import would write back.
             if path in chosen and bucket_for(path, stores) is not store:
                 continue
@@ -152,10 +160,20 @@ class _ChunkSink:
 
 
 def is_safe_entry_path(path: str) -> bool:
-    """REFERENCE §4.10: 1–512 chars, no backslash, relative, segments ``[A-Za-z0-9][A-Za-z0-9._= -]*``."""
+    """REFERENCE §4.10: 1–512 chars, no backslash, relative, segments ``[A-Za-z0-9][A-Za-z0-9._= -]*``
+    (percent escapes allowed); and a Delta table's ``_delta_log/`` folder with its ``_last_checkpoint``."""
     if not 1 <= len(path) <= MAX_ENTRY_PATH or "\\" in path or path.startswith("/"):
         return False
-    return all(_SAFE_SEGMENT.match(segment) for segment in path.split("/"))
+    segments = path.split("/")
+    for index, segment in enumerate(segments):
+        in_log = index > 0 and segments[index - 1] == DELTA_LOG
+        if not (
+            _SAFE_SEGMENT.match(segment)
+            or (segment == DELTA_LOG and index < len(segments) - 1)
+            or (in_log and segment in _DELTA_LOG_NAMES)
+        ):
+            return False
+    return True
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,14 @@ TAG_CLEAN_RUN = "karet/clean_run"
 TAG_PARTITIONS_WRITTEN = "karet/partitions_written"
 TAG_FILES_PROCESSED = "karet/files_processed"
 TAG_ERRORS = "karet/errors"
+# Maintenance runs (``orchestration.maintenance``): which operation, its per-table results, its error.
+TAG_MAINTENANCE = "karet/maintenance"
+TAG_COMPACT_RESULT = "karet/compact_result"
+TAG_EXPIRE_RESULT = "karet/expire_result"
+TAG_RESTORE_RESULT = "karet/restore_result"
+TAG_MAINTENANCE_ERROR = "karet/maintenance_error"
 
-TRIGGERS = ("manual", "webhook", "sensor", "api")
+TRIGGERS = ("manual", "webhook", "sensor", "api", "schedule")
 
 
 def dagster_name(slug: str) -> str:

@@ -70,12 +70,24 @@ def create_pipeline_run(
     instance: dg.DagsterInstance, slug: str, *, trigger: str, clean_run: bool = False
 ) -> PreparedRun:
     """Record a run of the pipeline's job with Karet's tags; it shows in the UI and the API at once."""
-    job = _repository().get_reconstructable_job(dagster_name(slug))
+    return create_job_run(
+        instance,
+        dagster_name(slug),
+        run_config=pipeline_run_config(slug, clean_run=clean_run),
+        tags=run_tags(slug, trigger=trigger, clean_run=clean_run),
+    )
+
+
+def create_job_run(
+    instance: dg.DagsterInstance, job_name: str, *, run_config: dict[str, Any], tags: dict[str, str]
+) -> PreparedRun:
+    """Record a run of any job of the definitions module, its definition's tags overridden by ``tags``."""
+    job = _repository().get_reconstructable_job(job_name)
     job_def = job.get_definition()
     run = instance.create_run_for_job(
         job_def=job_def,
-        run_config=pipeline_run_config(slug, clean_run=clean_run),
-        tags={**job_def.run_tags, **run_tags(slug, trigger=trigger, clean_run=clean_run)},
+        run_config=run_config,
+        tags={**job_def.run_tags, **tags},
         job_code_origin=job.get_python_origin(),
     )
     return PreparedRun(job, run)
@@ -141,6 +153,20 @@ def submit_pipeline_run(dagster_url: str, slug: str, *, trigger: str, clean_run:
     A job the webserver does not know yet (a pipeline created a moment ago, its reload still running) gets
     one synchronous reload of the code location and a second try.
     """
+    return submit_job_run(
+        dagster_url,
+        dagster_name(slug),
+        run_config=pipeline_run_config(slug, clean_run=clean_run),
+        tags=run_tags(slug, trigger=trigger, clean_run=clean_run),
+        what=f"the run of `{slug}`",
+    )
+
+
+def submit_job_run(
+    dagster_url: str, job_name: str, *, run_config: dict[str, Any], tags: dict[str, str], what: str = ""
+) -> str:
+    """Queue a run of any job through the webserver (see ``submit_pipeline_run``); return its run id."""
+    what = what or f"the run of `{job_name}`"
     if not dagster_url:
         raise KaretError(
             "KARET_DAGSTER_URL must name the Dagster webserver when runs go through Dagster's queue",
@@ -150,11 +176,11 @@ def submit_pipeline_run(dagster_url: str, slug: str, *, trigger: str, clean_run:
         client = _graphql_client(dagster_url)
         submit = partial(
             client.submit_job_execution,
-            dagster_name(slug),
+            job_name,
             repository_location_name=LOCATION_NAME,
             repository_name=SINGLETON_REPOSITORY_NAME,
-            run_config=pipeline_run_config(slug, clean_run=clean_run),
-            tags=run_tags(slug, trigger=trigger, clean_run=clean_run),
+            run_config=run_config,
+            tags=tags,
         )
         try:
             return submit()
@@ -167,7 +193,7 @@ def submit_pipeline_run(dagster_url: str, slug: str, *, trigger: str, clean_run:
         # The client's messages can carry the whole query text; first lines say what went wrong.
         reason = ": ".join(_first_line(a) for a in (*exc.args, exc.__cause__) if a and str(a).strip())
         raise KaretError(
-            f"the Dagster webserver did not accept the run of `{slug}`: {reason}", code="dagster_unavailable"
+            f"the Dagster webserver did not accept {what}: {reason}", code="dagster_unavailable"
         ) from exc
 
 

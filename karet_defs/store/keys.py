@@ -2,6 +2,7 @@
 
 PIPELINES_PREFIX = "pipelines/"
 CONFIG_NAME = "pipeline.json"
+TABLES_FOLDER = "clean/"  # under a pipeline's prefix: one Delta table per analytic table
 
 
 def pipeline_prefix(slug: str) -> str:
@@ -13,7 +14,7 @@ def config_key(slug: str) -> str:
 
 
 def table_prefix(slug: str, table_id: str) -> str:
-    return f"{pipeline_prefix(slug)}clean/{table_id}/"
+    return f"{pipeline_prefix(slug)}{TABLES_FOLDER}{table_id}/"
 
 
 def slug_of_config_key(key: str) -> str | None:

@@ -1,12 +1,16 @@
-"""The `karet` command for scripts: validate a file, run a pipeline as a Dagster run."""
+"""The `karet` command for scripts: validate a file, run a pipeline as a Dagster run, migrate tables."""
 
 import json
+from unittest.mock import ANY
 
 import dagster as dg
+import polars as pl
 import pytest
 
 from karet_api.cli import main
+from karet_defs.store import keys
 from karet_defs.templates import install_template, template_files
+from tests.factories import read_table, table_version, write_legacy_table
 
 
 @pytest.fixture
@@ -51,3 +55,26 @@ def test_run_prints_the_summary_of_a_real_run(home, local_settings, local_stores
 def test_run_of_missing_pipeline_fails_with_the_code(home, local_settings, capsys):
     assert main(["run", "ghost", "--data-dir", str(local_settings.data_dir)]) == 1
     assert json.loads(capsys.readouterr().out)["error"] == "pipeline_config_not_found"
+
+
+def test_migrate_converts_every_legacy_table_once(home, local_settings, local_stores, capsys, tmp_path):
+    install_template(local_stores, "spending", "spending")
+    install_template(local_stores, "fresh", "spending")
+    frame = pl.DataFrame({"amount": [4.5, 40.0], "year": [2026, 2026], "month": [4, 5]})
+    write_legacy_table(local_stores, "spending", "transactions", {"m": frame}, ["year", "month"], tmp_path)
+    local_stores.pipelines.put(keys.config_key("broken"), b"{not json")
+
+    assert main(["migrate", "--data-dir", str(local_settings.data_dir)]) == 1
+
+    assert json.loads(capsys.readouterr().out)["tables"] == [
+        {"pipeline": "broken", "status": "failed", "error": "schema", "message": ANY},
+        {"pipeline": "fresh", "table": "transactions", "status": "unchanged"},
+        {"pipeline": "spending", "table": "transactions", "status": "converted", "version": 0},
+    ]
+    assert table_version(local_stores, "spending", "transactions") == 0
+    assert read_table(local_stores, "spending", "transactions").height == 2
+
+    local_stores.pipelines.delete(keys.config_key("broken"))
+    assert main(["migrate", "--data-dir", str(local_settings.data_dir)]) == 0
+    statuses = [t["status"] for t in json.loads(capsys.readouterr().out)["tables"]]
+    assert statuses == ["unchanged", "unchanged"]

@@ -5,10 +5,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from karet_defs.engine.run import run_pipeline
 from karet_defs.errors import StoreError
 from karet_defs.store.base import Stores
 from karet_defs.templates import template_files
-from tests.factories import stored_objects
+from tests.factories import SPENDING_CSV, put_raw, stored_objects, table_version
 
 SHARES_DAGSTER_INSTANCE = True  # these routes never touch Dagster
 
@@ -203,3 +204,19 @@ def test_a_failed_rename_keeps_the_original(any_api_client, monkeypatch, method,
     assert (response.status_code, response.json()["error"]) == (503, "s3_error")
     assert _objects(any_api_client) == before
     assert any_api_client.get("/api/pipelines").json() == {"pipelines": ["orig"]}
+
+
+def test_a_renamed_pipeline_keeps_its_tables_at_their_versions(any_api_client):
+    _create(any_api_client, "old", "spending")
+    stores = _stores(any_api_client)
+    run_pipeline(stores, "old")
+    put_raw(stores, "pipelines/old/transactions/may.csv", SPENDING_CSV)
+    run_pipeline(stores, "old")
+    url = "/api/p/{}/tables/transactions/rows?version={}"
+    before = [any_api_client.get(url.format("old", v)).json()["rows"] for v in (0, 1)]
+
+    assert any_api_client.patch("/api/pipelines/old", json={"newSlug": "new"}).status_code == 200
+
+    assert table_version(stores, "new", "transactions") == 1
+    assert [any_api_client.get(url.format("new", v)).json()["rows"] for v in (0, 1)] == before
+    assert table_version(stores, "old", "transactions") is None

@@ -9,11 +9,12 @@ import zipfile
 import pytest
 
 from karet_api.services import transfer
+from karet_defs.engine.run import run_pipeline
 from karet_defs.errors import StoreError
 from karet_defs.store.base import Stores
 from karet_defs.store.s3 import make_s3_client
 from karet_defs.templates import template_files
-from tests.factories import stored_objects
+from tests.factories import SPENDING_CSV, put_raw, stored_objects, table_version
 
 SHARES_DAGSTER_INSTANCE = True  # these routes never touch Dagster
 
@@ -240,3 +241,80 @@ def test_a_failed_import_write_removes_what_it_stored(api_client, monkeypatch):
 
     assert (response.status_code, response.json()["error"]) == (503, "s3_error")
     assert _objects(api_client) == {}
+
+
+def _table_with_two_versions(client, slug: str) -> None:
+    assert client.post("/api/pipelines", json={"slug": slug, "template": "spending"}).status_code == 200
+    stores = _stores(client)
+    run_pipeline(stores, slug)
+    put_raw(stores, f"pipelines/{slug}/transactions/may.csv", SPENDING_CSV)
+    run_pipeline(stores, slug)
+    # A crashed commit's scratch in the log belongs to no version.
+    stores.warehouse.put(f"pipelines/{slug}/clean/transactions/_delta_log/_commit_0a1b.json.tmp", b"{}")
+
+
+def _rows_by_version(client, slug: str) -> list[list[dict]]:
+    url = f"/api/p/{slug}/tables/transactions/rows"
+    return [client.get(f"{url}?version={v}&include_hidden=true").json()["rows"] for v in (0, 1)]
+
+
+@pytest.fixture(params=["local", "s3", "s3-three-buckets"])
+def table_client(request, make_client, local_settings, make_s3_settings):
+    if request.param == "local":
+        return make_client(local_settings)
+    settings = make_s3_settings()
+    if request.param == "s3-three-buckets":
+        extra = {
+            "s3_bucket_lake": settings.s3_bucket + "-lake",
+            "s3_bucket_warehouse": settings.s3_bucket + "-wh",
+        }
+        s3 = make_s3_client(settings)
+        try:
+            for bucket in extra.values():
+                s3.create_bucket(Bucket=bucket)
+        finally:
+            s3.close()
+        settings = settings.model_copy(update=extra)
+    return make_client(settings)
+
+
+def test_an_exported_then_imported_pipeline_keeps_its_tables_at_their_versions(table_client):
+    _table_with_two_versions(table_client, "source")
+    source_rows = _rows_by_version(table_client, "source")
+
+    exported = table_client.get("/api/p/source/export").content
+    with zipfile.ZipFile(io.BytesIO(exported)) as archive:
+        names = archive.namelist()
+    assert {
+        "clean/transactions/_delta_log/00000000000000000000.json",
+        "clean/transactions/_delta_log/00000000000000000001.json",
+    } <= set(names)
+    assert not any(name.endswith(".tmp") for name in names)
+
+    imported = table_client.post("/api/pipelines/import?name=copy", content=exported)
+
+    assert imported.status_code == 200, imported.text
+    stores = _stores(table_client)
+    assert table_version(stores, "copy", "transactions") == 1
+    assert _rows_by_version(table_client, "copy") == source_rows
+    # The log lives beside the data, in the warehouse, whichever bucket JSON would go to.
+    log = "pipelines/copy/clean/transactions/_delta_log/00000000000000000000.json"
+    assert stores.warehouse.head(log) is not None
+
+
+@pytest.mark.parametrize(
+    ("path", "safe"),
+    [
+        ("clean/t/_delta_log/00000000000000000003.json", True),
+        ("clean/t/_delta_log/00000000000000000010.checkpoint.parquet", True),
+        ("clean/t/_delta_log/_last_checkpoint", True),
+        ("clean/t/merchant=A%20%26%20B/year=2026/m.0a1b.2c3d.parquet", True),
+        ("clean/t/_delta_log", False),
+        ("clean/t/_delta_log/_commit_0a1b.json.tmp", False),
+        ("clean/t/_last_checkpoint", False),
+        ("clean/t/%2E%2E/x.parquet", False),
+        ("clean/t/a=%zz/x.parquet", False),
+    ],
+)
+def test_entry_paths_of_delta_tables(path, safe):
+    assert transfer.is_safe_entry_path(path) is safe
