@@ -27,7 +27,7 @@ from karet_defs.store import keys
 from karet_defs.store.base import Stores
 from karet_defs.store.factory import build_stores
 from karet_defs.templates import install_template
-from tests.factories import put_raw, table_files
+from tests.factories import put_raw, table_partitions, table_version
 
 SLUG = "spending"
 # What every shipped instance (karet_defs/instance/*.yaml) configures: a pool per pipeline, one slot each.
@@ -103,9 +103,9 @@ def test_two_runs_started_in_one_process_take_turns(pipeline_env, pooled_instanc
     _assert_one_after_the_other(windows)
     for prepared, _ in started:
         assert pooled_instance.get_run_by_id(prepared.run_id).status == dg.DagsterRunStatus.SUCCESS
-    assert sorted(table_files(stores, SLUG, "transactions")) == [
-        f"year=2026/month={m}/transactions_mapping.parquet" for m in range(1, 7)
-    ]
+    assert table_partitions(stores, SLUG, "transactions") == [f"year=2026/month={m}" for m in range(1, 7)]
+    # The second run found nothing new: one version, no duplicate rows.
+    assert table_version(stores, SLUG, "transactions") == 0
 
 
 def test_runs_of_two_processes_take_turns_through_the_pipeline_pool(pipeline_env, pooled_instance, tmp_path):
@@ -181,4 +181,4 @@ def test_a_real_run_blocks_a_rename_until_it_ends(api_client, local_stores, dags
     assert api_client.patch(f"/api/pipelines/{SLUG}", json={"newSlug": "moved"}).status_code == 200
     # Everything the run wrote moved with the pipeline; nothing was written under the old slug afterwards.
     assert [k for k in _objects(local_stores) if k.startswith(keys.pipeline_prefix(SLUG))] == []
-    assert len(table_files(local_stores, "moved", "transactions")) == 2
+    assert len(table_partitions(local_stores, "moved", "transactions")) == 2
