@@ -109,8 +109,7 @@ def read_table(
     where = stores.warehouse.table_location(keys.table_prefix(slug, table_id))
     if delta.open_table(where) is None:
         return pl.DataFrame()
-    options = {k: v for k, v in where.storage_options.items() if k != "conditional_put"} or None
-    frame = pl.scan_delta(where.uri, version=version, storage_options=options)
+    frame = pl.scan_delta(where.uri, version=version, storage_options=where.reader_options())
     return frame.drop(delta.HIDDEN_COLUMNS, strict=False).collect()
 
 

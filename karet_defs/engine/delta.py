@@ -27,6 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from deltalake import CommitProperties, DeltaTable, Schema
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
+from deltalake.fs import DeltaStorageHandler
 from deltalake.transaction import AddAction, RemoveAction, create_table_with_add_actions
 
 from karet_defs.errors import NotFound, StoreError
@@ -47,8 +48,9 @@ META_ROWS_REMOVED = "karet.rows_removed"
 META_SCHEMA_CHANGED = "karet.schema_changed"
 
 # Commits after which the table still holds exactly the rows of the last recorded state.
-_ROW_NEUTRAL_OPERATIONS = frozenset({"OPTIMIZE", "VACUUM START", "VACUUM END", "SET TBLPROPERTIES"})
-_STATE_LOOKBACK = 50
+ROW_NEUTRAL_OPERATIONS = frozenset({"OPTIMIZE", "VACUUM START", "VACUUM END", "SET TBLPROPERTIES"})
+STATE_LOOKBACK = 50
+LOG_DIR = "_delta_log"
 # Longer string statistics are left out: a truncated maximum would not be an upper bound.
 _MAX_STAT_CHARS = 64
 
@@ -93,18 +95,39 @@ def open_table(where: TableLocation, version: int | None = None) -> DeltaTable |
         raise StoreError(f"cannot read the Delta table at {where.uri}: {exc}") from exc
 
 
-def recorded_state(table: DeltaTable) -> TableState | None:
-    """The state the last commit made here recorded, or None when a later commit changed rows without one
-    (another writer, a manual restore): then the table's content is not known and must be rebuilt."""
-    for commit in table.history(limit=_STATE_LOOKBACK):
-        raw = commit.get(META_STATE)
+def commit_info(where: TableLocation, version: int) -> dict[str, object] | None:
+    """The ``commitInfo`` of one version, read from its log entry; None when the entry is gone (expired or
+    covered by a checkpoint). Read directly, not through ``history()``, which lists the whole log and, in
+    delta-rs 1.6.6, answers for the newest versions even on a table loaded at an older one."""
+    handler = DeltaStorageHandler(where.uri, where.storage_options or None)
+    try:
+        with handler.open_input_file(f"{LOG_DIR}/{version:020d}.json") as handle:
+            body = handle.read()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise StoreError(f"cannot read the Delta log at {where.uri}: {exc}") from exc
+    for line in body.decode().splitlines():
+        if line.strip() and "commitInfo" in (action := json.loads(line)):
+            return dict(action["commitInfo"])
+    return {}
+
+
+def recorded_state(where: TableLocation, version: int) -> TableState | None:
+    """The state recorded as of ``version``, or None when a commit since the last recorded one changed rows
+    without one (another writer, a manual restore): then the content is unknown and must be rebuilt."""
+    for candidate in range(version, max(-1, version - STATE_LOOKBACK), -1):
+        info = commit_info(where, candidate)
+        if info is None:
+            return None
+        raw = info.get(META_STATE)
         if raw is not None:
             decoded = json.loads(raw) if isinstance(raw, str) else raw
             return {
                 mapping_id: MappingState(str(entry["signature"]), dict(entry["files"]))
                 for mapping_id, entry in decoded.items()
             }
-        if commit.get("operation") not in _ROW_NEUTRAL_OPERATIONS:
+        if info.get("operation") not in ROW_NEUTRAL_OPERATIONS:
             return None
     return None
 

@@ -32,7 +32,6 @@ from deltalake.exceptions import DeltaError
 from deltalake.fs import DeltaStorageHandler
 
 from karet_defs.engine.delta import (
-    _ROW_NEUTRAL_OPERATIONS,
     META_JOB_ID,
     META_OPERATION,
     META_ROWS_ADDED,
@@ -40,6 +39,7 @@ from karet_defs.engine.delta import (
     META_SCHEMA_CHANGED,
     META_STATE,
     META_TRIGGER,
+    ROW_NEUTRAL_OPERATIONS,
     TableVersionNotFound,
     active_files,
     encode_state,
@@ -74,7 +74,6 @@ _FILE_METRICS = {
     "OPTIMIZE": ("numFilesAdded", "numFilesRemoved"),
     "RESTORE": ("numRestoredFile", "numRemovedFile"),
 }
-_STATE_LOOKBACK = 50
 _COMMIT_RETRIES = 20
 
 
@@ -141,7 +140,7 @@ def compact_table(
             code="invalid_strategy",
         )
     table = existing_table(loc, _table_name(loc))
-    properties = _properties(metadata, "compact", _current_state(table))
+    properties = _properties(metadata, "compact", _current_state(loc, table))
     with _store_errors("compacting", loc):
         metrics = table.optimize.compact(target_size=target_size, commit_properties=properties)
     details = {"rewritten_files": int(metrics["numFilesRemoved"]), "new_files": int(metrics["numFilesAdded"])}
@@ -172,7 +171,7 @@ def expire_versions(
     expired = [v for v in versions if v < oldest]
     deleted: list[str] = []
     if expired:
-        properties = _properties(metadata or {}, "expire", _current_state(table))
+        properties = _properties(metadata or {}, "expire", _current_state(loc, table))
         with _store_errors("expiring versions of", loc):
             deleted = table.vacuum(
                 retention_hours=0,
@@ -289,28 +288,13 @@ def _properties(metadata: Mapping[str, str], operation: str, state: str | None) 
     return CommitProperties(custom_metadata=custom, max_commit_retries=_COMMIT_RETRIES)
 
 
-def _current_state(table: DeltaTable) -> str | None:
-    state = recorded_state(table)
-    return None if state is None else encode_state(state)
+def _current_state(loc: TableLocation, table: DeltaTable) -> str | None:
+    return _state_at(loc, table.version())
 
 
 def _state_at(loc: TableLocation, version: int) -> str | None:
-    """The state recorded as of ``version``, by ``recorded_state``'s rule, read from the log itself.
-
-    ``recorded_state(open_table(loc, version))`` cannot be used: delta-rs 1.6.6's ``history()`` of a table
-    loaded at an older version returns the newest commits, numbered down from that version.
-    """
-    log = _Log(loc)
-    for candidate in range(version, max(-1, version - _STATE_LOOKBACK), -1):
-        info = log.commit_info(candidate)
-        if info is None:
-            return None
-        raw = info.get(META_STATE)
-        if raw is not None:
-            return raw if isinstance(raw, str) else json.dumps(raw, separators=(",", ":"))
-        if info.get("operation") not in _ROW_NEUTRAL_OPERATIONS:
-            return None
-    return None
+    state = recorded_state(loc, version)
+    return None if state is None else encode_state(state)
 
 
 def _trim_log(loc: TableLocation, oldest: int) -> None:
@@ -434,7 +418,7 @@ def _files_from_metrics(operation: str, metrics: Mapping[str, Any]) -> tuple[int
 def _rows_from_metadata(commit: Mapping[str, Any]) -> tuple[int | None, int | None] | None:
     if META_ROWS_ADDED in commit and META_ROWS_REMOVED in commit:
         return (int(commit[META_ROWS_ADDED]), int(commit[META_ROWS_REMOVED]))
-    if commit.get("operation") in _ROW_NEUTRAL_OPERATIONS:
+    if commit.get("operation") in ROW_NEUTRAL_OPERATIONS:
         return (0, 0)
     return None
 

@@ -264,7 +264,7 @@ class _TableRun:
 
     def execute(self, *, clean_run: bool, info: dict[str, str]) -> None:
         current = self._open()
-        state = None if current is None or clean_run else delta.recorded_state(current)
+        state = None if current is None or clean_run else delta.recorded_state(self.where, current.version())
         active = delta.active_files(current) if current is not None else pl.DataFrame()
         replace_all = current is None or state is None
         plans = [
@@ -729,17 +729,12 @@ def _existing_rows(
     if not files:
         return None
     uris = [f"{run.where.uri}/{urllib.parse.unquote(str(row['path']))}" for row in files]
-    options = _polars_storage_options(run.where)
-    frame = pl.scan_parquet(uris, storage_options=options, missing_columns="insert", extra_columns="ignore")
+    frame = pl.scan_parquet(
+        uris, storage_options=run.where.reader_options(), missing_columns="insert", extra_columns="ignore"
+    )
     return frame.filter(
         (pl.col(delta.MAPPING_COLUMN) == mapping_id) & pl.col(delta.SOURCE_COLUMN).is_in(sorted(kept))
     )
-
-
-def _polars_storage_options(where: TableLocation) -> dict[str, str] | None:
-    if not where.storage_options:
-        return None
-    return {k.lower(): v for k, v in where.storage_options.items() if k != "conditional_put"}
 
 
 def _batches(

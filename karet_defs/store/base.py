@@ -22,6 +22,12 @@ class TableLocation:
     storage_options: dict[str, str]
     local_root: Path | None  # the table's folder when the store is local, else None
 
+    def reader_options(self) -> dict[str, str] | None:
+        """The endpoint and credentials alone, for other readers (Polars): the writer's commit and retry
+        settings are delta-rs' own and some are refused elsewhere."""
+        options = {k: v for k, v in self.storage_options.items() if k.startswith("AWS_")}
+        return options or None
+
 
 @dataclass(frozen=True)
 class ObjectInfo:

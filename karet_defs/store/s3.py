@@ -68,7 +68,15 @@ def delta_storage_options(settings: Settings) -> dict[str, str]:
     one version, exactly one wins and the other retries on the next, so no commit is lost without a lock
     service.
     """
-    options = {"AWS_REGION": settings.aws_region or "us-east-1", "conditional_put": "etag"}
+    # Bounded like the boto3 client, so an unreachable endpoint fails a run instead of stalling it.
+    options = {
+        "AWS_REGION": settings.aws_region or "us-east-1",
+        "conditional_put": "etag",
+        "timeout": "60s",
+        "connect_timeout": "5s",
+        "max_retries": "3",
+        "retry_timeout": "30s",
+    }
     if settings.s3_endpoint:
         options["AWS_ENDPOINT_URL"] = settings.s3_endpoint
         options["AWS_ALLOW_HTTP"] = str(settings.s3_endpoint.startswith("http://")).lower()

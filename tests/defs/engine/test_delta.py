@@ -67,7 +67,7 @@ def test_recorded_state_survives_compaction_and_is_lost_after_a_foreign_write(lo
     assert table is not None
 
     table.optimize.compact()
-    assert delta.recorded_state(delta.open_table(where)) == state
+    assert delta.recorded_state(where, delta.open_table(where).version()) == state
 
     from deltalake import write_deltalake
 
@@ -76,4 +76,4 @@ def test_recorded_state_survives_compaction_and_is_lost_after_a_foreign_write(lo
         pa.table({"v": ["x"], delta.SOURCE_COLUMN: ["?"], delta.MAPPING_COLUMN: ["?"]}),
         mode="append",
     )
-    assert delta.recorded_state(delta.open_table(where)) is None
+    assert delta.recorded_state(where, delta.open_table(where).version()) is None

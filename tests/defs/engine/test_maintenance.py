@@ -174,7 +174,7 @@ def test_compaction_never_changes_rows_and_keeps_the_recorded_state(table):
     for index in range(6):
         table.commit({f"{index}.csv": [index, index * 10]}, partition="ab"[index % 2])
     before = table.rows()
-    state = delta.recorded_state(delta.open_table(table.where))
+    state = delta.recorded_state(table.where, delta.open_table(table.where).version())
 
     result = compact_table(table.where, {delta.META_JOB_ID: "compaction"})
 
@@ -187,7 +187,7 @@ def test_compaction_never_changes_rows_and_keeps_the_recorded_state(table):
     assert table.rows() == before
     assert table.rows(5) == before  # the version before compaction stays readable
     current = delta.open_table(table.where)
-    assert current.version() == 6 and delta.recorded_state(current) == state
+    assert current.version() == 6 and delta.recorded_state(table.where, current.version()) == state
     newest = table_versions(table.where)[0]
     assert (newest["operation"], newest["job_id"], newest["rows_added"], newest["rows_removed"]) == (
         "compact",
@@ -234,7 +234,7 @@ def test_expire_keeps_the_retained_versions_readable_and_removes_older_ones(tabl
     versions = table_versions(table.where)
     assert [v["version"] for v in versions] == [6, 5, 4, 3]  # 5 and 6: the vacuum's own two commits
     assert {v["operation"] for v in versions[:2]} == {"expire"}
-    assert delta.recorded_state(delta.open_table(table.where)) == table.state
+    assert delta.recorded_state(table.where, delta.open_table(table.where).version()) == table.state
     # The vacuum's commits do not count: expiring again with the same retention removes nothing.
     assert json.loads(expire_versions(table.where, retain_last=2)["details_json"])["expired_versions"] == 0
 
@@ -263,7 +263,7 @@ def test_restore_commits_the_rows_and_the_state_of_the_version(table):
 
     assert version == 4
     assert table.rows() == table.rows(0) == [(1, "a"), (2, "a")]
-    assert delta.recorded_state(delta.open_table(table.where)) == state_0
+    assert delta.recorded_state(table.where, delta.open_table(table.where).version()) == state_0
     newest = table_versions(table.where)[0]
     assert (newest["operation"], newest["job_id"], newest["rows_added"], newest["rows_removed"]) == (
         "restore",
