@@ -30,7 +30,7 @@ from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundErr
 from deltalake.fs import DeltaStorageHandler
 from deltalake.transaction import AddAction, RemoveAction, create_table_with_add_actions
 
-from karet_defs.errors import NotFound, StoreError
+from karet_defs.errors import NotFound, ObjectNotFound, StoreError
 from karet_defs.store import keys
 from karet_defs.store.base import ObjectStore, TableLocation
 
@@ -95,15 +95,23 @@ def open_table(where: TableLocation, version: int | None = None) -> DeltaTable |
         raise StoreError(f"cannot read the Delta table at {where.uri}: {exc}") from exc
 
 
-def commit_info(where: TableLocation, version: int) -> dict[str, object] | None:
+def commit_info(
+    where: TableLocation, version: int, store: ObjectStore | None = None, prefix: str = ""
+) -> dict[str, object] | None:
     """The ``commitInfo`` of one version, read from its log entry; None when the entry is gone (expired or
     covered by a checkpoint). Read directly, not through ``history()``, which lists the whole log and, in
     delta-rs 1.6.6, answers for the newest versions even on a table loaded at an older one."""
-    handler = DeltaStorageHandler(where.uri, where.storage_options or None)
+    entry = f"{LOG_DIR}/{version:020d}.json"
     try:
-        with handler.open_input_file(f"{LOG_DIR}/{version:020d}.json") as handle:
-            body = handle.read()
-    except FileNotFoundError:
+        if store is not None:
+            # The store's own client: its timeouts and retries are the ones every other read uses.
+            body = store.get(prefix + entry)
+        else:
+            with DeltaStorageHandler(where.uri, where.storage_options or None).open_input_file(
+                entry
+            ) as handle:
+                body = handle.read()
+    except (FileNotFoundError, ObjectNotFound):
         return None
     except OSError as exc:
         raise StoreError(f"cannot read the Delta log at {where.uri}: {exc}") from exc
@@ -113,11 +121,13 @@ def commit_info(where: TableLocation, version: int) -> dict[str, object] | None:
     return {}
 
 
-def recorded_state(where: TableLocation, version: int) -> TableState | None:
+def recorded_state(
+    where: TableLocation, version: int, store: ObjectStore | None = None, prefix: str = ""
+) -> TableState | None:
     """The state recorded as of ``version``, or None when a commit since the last recorded one changed rows
     without one (another writer, a manual restore): then the content is unknown and must be rebuilt."""
     for candidate in range(version, max(-1, version - STATE_LOOKBACK), -1):
-        info = commit_info(where, candidate)
+        info = commit_info(where, candidate, store, prefix)
         if info is None:
             return None
         raw = info.get(META_STATE)

@@ -264,7 +264,11 @@ class _TableRun:
 
     def execute(self, *, clean_run: bool, info: dict[str, str]) -> None:
         current = self._open()
-        state = None if current is None or clean_run else delta.recorded_state(self.where, current.version())
+        state = (
+            None
+            if current is None or clean_run
+            else delta.recorded_state(self.where, current.version(), self.warehouse, self.prefix)
+        )
         active = delta.active_files(current) if current is not None else pl.DataFrame()
         replace_all = current is None or state is None
         plans = [
