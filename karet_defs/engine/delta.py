@@ -80,15 +80,21 @@ def location(warehouse: ObjectStore, slug: str, table_id: str) -> TableLocation:
 def open_table(where: TableLocation, version: int | None = None) -> DeltaTable | None:
     """The table (at ``version``, default the latest), or None when no Delta table exists there yet."""
     try:
-        return DeltaTable(where.uri, version=version, storage_options=where.storage_options or None)
+        table = DeltaTable(where.uri, storage_options=where.storage_options or None)
     except TableNotFoundError:
-        if version is None:
-            return None
-        if open_table(where) is None:
-            return None
-        raise TableVersionNotFound(f"version {version} of the table does not exist or has expired") from None
+        return None
     except (DeltaError, OSError) as exc:
-        if version is not None and "version" in str(exc).lower():
+        raise StoreError(f"cannot read the Delta table at {where.uri}: {exc}") from exc
+    if version is None:
+        return table
+    # delta-rs 1.6.6 spins for minutes on a version far beyond the newest one: refuse it before asking.
+    if version > table.version():
+        raise TableVersionNotFound(f"version {version} of the table does not exist or has expired")
+    try:
+        table.load_as_version(version)
+        return table
+    except (DeltaError, OSError) as exc:
+        if isinstance(exc, TableNotFoundError) or "version" in str(exc).lower():
             raise TableVersionNotFound(
                 f"version {version} of the table does not exist or has expired"
             ) from exc

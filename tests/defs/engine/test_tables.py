@@ -95,9 +95,10 @@ def test_hidden_columns_only_when_asked(two_versions):
     assert _rows(two_versions, include_hidden=True)[0]["_karet_source"] == "raw/c.csv"
 
 
-def test_an_unknown_version_is_version_not_found(two_versions):
+@pytest.mark.parametrize("version", [7, 2**31, 2**63 - 1, 2**70])
+def test_an_unknown_version_is_version_not_found(two_versions, version):
     with pytest.raises(KaretError) as caught:
-        next(iter_rows_json(two_versions.warehouse, "p", TABLE, version=7))
+        next(iter_rows_json(two_versions.warehouse, "p", TABLE, version=version))
     assert caught.value.code == "version_not_found"
 
 
