@@ -24,7 +24,8 @@ from karet_api.routes import (
     worker,
 )
 from karet_api.services.reload import DefinitionsReloader
-from karet_defs.orchestration.launch import wait_for_background_runs
+from karet_defs.orchestration.launch import resume_run, wait_for_background_runs
+from karet_defs.orchestration.liveness import fail_dead_runs, orphaned_not_started
 from karet_defs.scratch import reap_orphans
 from karet_defs.settings import Settings, get_settings
 from karet_defs.store.factory import build_stores
@@ -34,10 +35,21 @@ SHUTDOWN_GRACE_SECONDS = 60.0
 
 
 @asynccontextmanager
-async def _lifespan(_: FastAPI) -> AsyncIterator[None]:
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    await run_in_threadpool(_recover_runs, app.state.instance, app.state.settings)
     yield
     # Runs started by this process execute on its threads: let them finish rather than die mid-publish.
     await run_in_threadpool(wait_for_background_runs, SHUTDOWN_GRACE_SECONDS)
+
+
+def _recover_runs(instance: dg.DagsterInstance, settings: Settings) -> None:
+    """After a crash: fail the runs whose process died (their pipelines are free at once), and take up the
+    runs a dead API process had recorded but not yet begun, so none is lost."""
+    fail_dead_runs(instance)
+    if settings.queues_runs:
+        return  # Dagster's queue and daemon own waiting runs there
+    for run in orphaned_not_started(instance):
+        resume_run(instance, run)
 
 
 def create_app(settings: Settings | None = None, instance: dg.DagsterInstance | None = None) -> FastAPI:

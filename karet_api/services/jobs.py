@@ -20,6 +20,7 @@ from karet_defs.orchestration.jobs import (
     TAG_TRIGGER,
 )
 from karet_defs.orchestration.launch import failure_message
+from karet_defs.orchestration.liveness import fail_dead_runs
 
 _STATUS = {
     dg.DagsterRunStatus.QUEUED: "scheduled",
@@ -74,13 +75,16 @@ def job_record(instance: dg.DagsterInstance, record: dg.RunRecord, *, orphan_aft
 
 
 def list_jobs(instance: dg.DagsterInstance, slug: str, *, limit: int, orphan_after: float) -> list[JobRecord]:
-    """The pipeline's runs, newest first."""
+    """The pipeline's runs, newest first (runs whose process died are failed first)."""
+    fail_dead_runs(instance, slug)
     records = instance.get_run_records(dg.RunsFilter(tags={TAG_PIPELINE: slug}), limit=limit)
     return [job_record(instance, r, orphan_after=orphan_after) for r in records]
 
 
 def get_job(instance: dg.DagsterInstance, run_id: str, *, orphan_after: float) -> JobRecord | None:
     records = instance.get_run_records(dg.RunsFilter(run_ids=[run_id]), limit=1)
+    if records and fail_dead_runs(instance, records[0].dagster_run.tags.get(TAG_PIPELINE)):
+        records = instance.get_run_records(dg.RunsFilter(run_ids=[run_id]), limit=1)
     return job_record(instance, records[0], orphan_after=orphan_after) if records else None
 
 

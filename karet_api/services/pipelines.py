@@ -31,6 +31,7 @@ from karet_defs.errors import (
     Unprocessable,
 )
 from karet_defs.orchestration.jobs import TAG_PIPELINE
+from karet_defs.orchestration.liveness import fail_dead_runs
 from karet_defs.scratch import scratch_dir
 from karet_defs.slugs import relocate_path_prefixes, sanitise_slug
 from karet_defs.store import keys
@@ -80,6 +81,7 @@ def ensure_slug_free(stores: Stores, slug: str) -> None:
 
 def ensure_idle(instance: dg.DagsterInstance, slug: str, *, orphan_after: float) -> None:
     """``pipeline_busy`` (409) while a run of the pipeline is queued or running (orphans do not count)."""
+    fail_dead_runs(instance, slug)
     records = instance.get_run_records(dg.RunsFilter(tags={TAG_PIPELINE: slug}, statuses=_UNFINISHED))
     active = [r for r in records if job_record(instance, r, orphan_after=orphan_after).status != "failed"]
     if active:

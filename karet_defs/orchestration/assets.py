@@ -5,11 +5,8 @@ it runs, so an edit of expressions or lookups takes effect on the next run witho
 under the pipeline's exclusive lock on this host, so two runs of one pipeline never write at the same time.
 """
 
-import fcntl
 import json
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import dagster as dg
 
@@ -29,8 +26,8 @@ from karet_defs.orchestration.jobs import (
     dagster_name,
     run_tags,
 )
+from karet_defs.orchestration.liveness import executing
 from karet_defs.orchestration.resources import StoreResource
-from karet_defs.settings import Settings
 from karet_defs.store import keys
 from karet_defs.store.factory import build_stores
 
@@ -162,7 +159,7 @@ def build_pipeline_assets(pipeline: Pipeline, slug: str) -> dg.AssetsDefinition:
         settings = store.settings()
         stores = build_stores(settings)
         try:
-            with _pipeline_lock(settings, slug, context.log):
+            with executing(context, settings, slug):
                 report = run_pipeline(
                     stores,
                     slug,
@@ -198,26 +195,6 @@ def _failure(exc: KaretError) -> dg.Failure:
         metadata={"error": exc.code, "message": exc.message},
         allow_retries=False,
     )
-
-
-@contextmanager
-def _pipeline_lock(settings: Settings, slug: str, log) -> Iterator[None]:
-    """Hold the pipeline's write lock on this host while its engine runs.
-
-    Dagster's pool (one slot per pipeline) is not enough on the embedded SQLite instance: its slot claims are
-    not atomic across processes, so a run executed by the API and one launched from the UI could both get
-    the slot. ``flock`` is, and the kernel releases it when its process dies, even by ``kill -9``. Across
-    hosts, runs come from Dagster's queue, whose tag limit allows one per pipeline.
-    """
-    folder = settings.run_lock_dir
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / f"{slug}.lock", "a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            log.info("another run of %s is writing; waiting for it to end", slug)
-            fcntl.flock(handle, fcntl.LOCK_EX)
-        yield
 
 
 def _commit_info(context: dg.AssetExecutionContext, stores, slug: str) -> dict[str, str]:

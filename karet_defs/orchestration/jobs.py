@@ -10,6 +10,8 @@ TAG_CLEAN_RUN = "karet/clean_run"
 TAG_PARTITIONS_WRITTEN = "karet/partitions_written"
 TAG_FILES_PROCESSED = "karet/files_processed"
 TAG_ERRORS = "karet/errors"
+# The process executing a run (``orchestration.liveness``): host, boot, pid and the pid's start time.
+TAG_PROCESS = "karet/process"
 # Maintenance runs (``orchestration.maintenance``): which operation, its per-table results, its error.
 TAG_MAINTENANCE = "karet/maintenance"
 TAG_COMPACT_RESULT = "karet/compact_result"

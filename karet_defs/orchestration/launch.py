@@ -30,6 +30,7 @@ from karet_defs.orchestration.jobs import (
     dagster_name,
     run_tags,
 )
+from karet_defs.orchestration.liveness import fail_dead_runs, process_tag
 
 DEFINITIONS_MODULE = "karet_defs.definitions"
 LOCATION_NAME = "karet"
@@ -69,7 +70,11 @@ class PreparedRun:
 def create_pipeline_run(
     instance: dg.DagsterInstance, slug: str, *, trigger: str, clean_run: bool = False
 ) -> PreparedRun:
-    """Record a run of the pipeline's job with Karet's tags; it shows in the UI and the API at once."""
+    """Record a run of the pipeline's job with Karet's tags; it shows in the UI and the API at once.
+
+    A run of the pipeline whose process died is failed first: it would otherwise keep the pipeline's pool
+    slot and hold this run back."""
+    fail_dead_runs(instance, slug)
     return create_job_run(
         instance,
         dagster_name(slug),
@@ -81,16 +86,25 @@ def create_pipeline_run(
 def create_job_run(
     instance: dg.DagsterInstance, job_name: str, *, run_config: dict[str, Any], tags: dict[str, str]
 ) -> PreparedRun:
-    """Record a run of any job of the definitions module, its definition's tags overridden by ``tags``."""
+    """Record a run of any job of the definitions module, its definition's tags overridden by ``tags``.
+
+    This process will execute it: the run names it, so a run left waiting by a crash can be taken up again.
+    """
     job = _repository().get_reconstructable_job(job_name)
     job_def = job.get_definition()
     run = instance.create_run_for_job(
         job_def=job_def,
         run_config=run_config,
-        tags={**job_def.run_tags, **tags},
+        tags={**job_def.run_tags, **tags, **process_tag()},
         job_code_origin=job.get_python_origin(),
     )
     return PreparedRun(job, run)
+
+
+def resume_run(instance: dg.DagsterInstance, run: dg.DagsterRun) -> threading.Thread:
+    """Execute, on a background thread of this process, a recorded run that never started."""
+    prepared = PreparedRun(_repository().get_reconstructable_job(run.job_name), run)
+    return _start_background(instance, prepared)
 
 
 # Dagster reconfigures logging (``logging.config.dictConfig``) each time a run starts, holding logging's
@@ -104,6 +118,7 @@ _IN_PROCESS_RUNS = threading.Lock()
 def execute_prepared_run(instance: dg.DagsterInstance, prepared: PreparedRun) -> RunOutcome:
     """Execute a recorded run in this process (in-process executor) and return its Karet summary."""
     with _IN_PROCESS_RUNS:
+        instance.add_run_tags(prepared.run_id, process_tag())
         execute_run(prepared.job, prepared.run, instance, raise_on_error=False)
     return outcome_of_run(instance, prepared.run_id)
 
@@ -122,6 +137,10 @@ def start_pipeline_run(
 ) -> tuple[PreparedRun, threading.Thread]:
     """Record a run and execute it on a background thread; return at once."""
     prepared = create_pipeline_run(instance, slug, trigger=trigger, clean_run=clean_run)
+    return prepared, _start_background(instance, prepared)
+
+
+def _start_background(instance: dg.DagsterInstance, prepared: PreparedRun) -> threading.Thread:
     worker = threading.Thread(
         target=execute_prepared_run,
         args=(instance, prepared),
@@ -131,7 +150,7 @@ def start_pipeline_run(
     with _background_lock:
         _background.add(worker)
     worker.start()
-    return prepared, worker
+    return worker
 
 
 _background: "weakref.WeakSet[threading.Thread]" = weakref.WeakSet()
@@ -231,7 +250,8 @@ def outcome_of_run(instance: dg.DagsterInstance, run_id: str) -> RunOutcome:
 
 
 def failure_message(instance: dg.DagsterInstance, run_id: str) -> str | None:
-    """The description of the step failure that ended a run, if any."""
+    """The description of the step failure that ended a run, else the reason it was failed from outside
+    (its process died, a monitor gave up on it), if any."""
     records = instance.get_records_for_run(
         run_id, of_type=dg.DagsterEventType.STEP_FAILURE, ascending=False, limit=1
     ).records
@@ -242,4 +262,11 @@ def failure_message(instance: dg.DagsterInstance, run_id: str) -> str | None:
             return data.user_failure_data.description
         if data and data.error:
             return data.error.message.strip()
+    records = instance.get_records_for_run(
+        run_id, of_type=dg.DagsterEventType.RUN_FAILURE, ascending=False, limit=1
+    ).records
+    for record in records:
+        event = record.event_log_entry.dagster_event
+        if event and event.message and not event.message.startswith("Execution of run for"):
+            return event.message
     return None

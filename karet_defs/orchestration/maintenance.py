@@ -40,7 +40,7 @@ from karet_defs.errors import (
     StoreError,
     Unprocessable,
 )
-from karet_defs.orchestration.assets import _pipeline_lock, table_key
+from karet_defs.orchestration.assets import table_key
 from karet_defs.orchestration.jobs import (
     TAG_COMPACT_RESULT,
     TAG_EXPIRE_RESULT,
@@ -51,6 +51,7 @@ from karet_defs.orchestration.jobs import (
     TAG_TRIGGER,
     dagster_name,
 )
+from karet_defs.orchestration.liveness import executing
 from karet_defs.orchestration.resources import StoreResource
 from karet_defs.settings import Settings
 from karet_defs.store import keys
@@ -206,7 +207,7 @@ def _build_op(slug: str, operation: str, action: _Action) -> dg.OpDefinition:
             chosen, explicit = _tables(stores, slug, config)
             metadata = _commit_metadata(context, stores, slug)
             results = []
-            with _pipeline_lock(settings, slug, context.log):
+            with executing(context, settings, slug):
                 for table_id in chosen:
                     where = location(stores.warehouse, slug, table_id)
                     if not explicit and open_table(where) is None:

@@ -27,6 +27,7 @@ import dagster as dg
 from karet_defs.config.models import Pipeline
 from karet_defs.engine.read import SOURCE_EXTENSIONS
 from karet_defs.orchestration.jobs import TAG_PIPELINE, dagster_name, run_tags
+from karet_defs.orchestration.liveness import dead_process, fail_dead_runs
 from karet_defs.orchestration.resources import StoreResource
 from karet_defs.settings import Settings
 from karet_defs.store.base import Stores
@@ -148,7 +149,9 @@ def claim_for_webhook(instance: dg.DagsterInstance, slug: str, claim: ChangeCurs
 
 
 def active_run(instance: dg.DagsterInstance, slug: str, *, stale_after: float) -> str | None:
-    """The id of a queued or running run of the pipeline, ignoring runs silent for over ``stale_after`` s."""
+    """The id of a queued or running run of the pipeline, ignoring runs silent for over ``stale_after`` s
+    (runs whose process died are failed first)."""
+    fail_dead_runs(instance, slug)
     records = instance.get_run_records(
         dg.RunsFilter(tags={TAG_PIPELINE: slug}, statuses=_ACTIVE_STATUSES), limit=5
     )
@@ -165,7 +168,7 @@ def _is_active(instance: dg.DagsterInstance, record: dg.RunRecord, stale_after: 
     # A run whose process died keeps its status forever: after ``stale_after`` s of silence (the orphan
     # rule of the job history) it no longer holds the pipeline. A queued run is legitimately silent.
     status = record.dagster_run.status
-    if status not in _ACTIVE_STATUSES:
+    if status not in _ACTIVE_STATUSES or dead_process(record.dagster_run) is not None:
         return False
     return status == dg.DagsterRunStatus.QUEUED or _silent_for(instance, record) <= stale_after
 
