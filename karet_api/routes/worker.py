@@ -10,6 +10,7 @@ from karet_api.schemas.worker import WorkerRunRequest, WorkerRunResult
 from karet_api.services import validation
 from karet_api.services.runs import run_pipeline_to_end
 from karet_defs.catalog import slug_from_pipeline_prefix
+from karet_defs.orchestration.jobs import NOTHING_PUBLISHED
 
 router = APIRouter(tags=["worker"], route_class=CappedJsonRoute)
 _errors = {
@@ -61,7 +62,8 @@ async def run_job(
         stores, instance, slug, trigger="api", clean_run=request.clean_run, settings=settings
     )
     errors = list(outcome.errors)
-    if outcome.failure:
+    if outcome.failure and not outcome.failure.startswith(NOTHING_PUBLISHED):
+        # A run failed for nothing but its errors answers as Karet's worker did: with those errors alone.
         errors.append(f"run failed: {outcome.failure}")
     return WorkerRunResult(
         job_id=outcome.run_id,

@@ -5,6 +5,14 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 
+class FileErrorRecord(BaseModel):
+    file: str = Field(description="The raw file's key")
+    line: int = Field(description="Its line (the header is line 1)")
+    column: str
+    value: str | None = Field(description="The value as written in the raw file")
+    message: str = Field(description="What the column expects")
+
+
 class JobRecord(BaseModel):
     id: str = Field(description="The Dagster run id")
     pipeline: str
@@ -13,6 +21,10 @@ class JobRecord(BaseModel):
     completedAt: str | None = None
     error: str | None = None
     errors: list[str] = Field(default_factory=list)
+    file_errors: list[FileErrorRecord] = Field(
+        default_factory=list,
+        description="Rows of raw files held back by this run (quarantined): the first 20 of the run",
+    )
     partitions_written: int | None = None
     files_processed: int | None = None
     trigger: str | None = None

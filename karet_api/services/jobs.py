@@ -14,6 +14,7 @@ import dagster as dg
 from karet_api.schemas.jobs import JobRecord
 from karet_defs.orchestration.jobs import (
     TAG_ERRORS,
+    TAG_FILE_ERRORS,
     TAG_FILES_PROCESSED,
     TAG_PARTITIONS_WRITTEN,
     TAG_PIPELINE,
@@ -68,6 +69,7 @@ def job_record(instance: dg.DagsterInstance, record: dg.RunRecord, *, orphan_aft
         completedAt=completed_at,
         error=error,
         errors=errors,
+        file_errors=json.loads(tags.get(TAG_FILE_ERRORS, "[]")),
         partitions_written=_int(tags.get(TAG_PARTITIONS_WRITTEN)),
         files_processed=_int(tags.get(TAG_FILES_PROCESSED)),
         trigger=tags.get(TAG_TRIGGER),

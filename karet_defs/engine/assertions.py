@@ -28,29 +28,53 @@ def _option(value: float | None) -> str:
     return f"Some({value:.1f})" if value == int(value) else f"Some({value:g})"
 
 
-def assertion_aggregates(produced: set[str], table: AnalyticTable) -> list[pl.Expr]:
-    """The aggregates ``violations_from`` reads, for one query over a frame with columns ``produced``."""
-    aggregates: list[pl.Expr] = []
+@dataclass(frozen=True)
+class RowCheck:
+    """A check each row passes or fails on its own, so a failure can be traced to its raw file and line."""
+
+    column: str
+    check: str  # the key ``violations_from`` reads: not_null, accepted_values, below, above
+    failing: pl.Expr  # true on a row that breaks the check
+    expected: str  # what the column expects, as said of a failing value
+
+
+def row_checks(produced: set[str], table: AnalyticTable) -> list[RowCheck]:
+    """Every row-level assertion of the table over the columns ``produced`` (``unique`` is not one)."""
+    checks: list[RowCheck] = []
     for column in table.schema_:
         rules = column.assertions
         if rules is None or column.name not in produced:
             continue
         value = pl.col(column.name)
         if rules.not_null:
-            aggregates.append(value.null_count().alias(f"{column.name}\x00not_null"))
-        if rules.unique:
-            aggregates.append(
-                (value.drop_nulls().len() - value.drop_nulls().n_unique()).alias(f"{column.name}\x00unique")
-            )
+            checks.append(RowCheck(column.name, "not_null", value.is_null(), "must have a value (not_null)"))
         if rules.accepted_values:
             allowed = pl.Series(rules.accepted_values, dtype=pl.String)
-            outside = value.drop_nulls().cast(pl.String).is_in(allowed.implode()).not_().sum()
-            aggregates.append(outside.alias(f"{column.name}\x00accepted_values"))
-        if rules.min is not None or rules.max is not None:
-            number = value.cast(pl.Float64, strict=False)
-            below = (number < rules.min).sum() if rules.min is not None else pl.lit(0)
-            above = (number > rules.max).sum() if rules.max is not None else pl.lit(0)
-            aggregates += [below.alias(f"{column.name}\x00below"), above.alias(f"{column.name}\x00above")]
+            outside = value.is_not_null() & value.cast(pl.String).is_in(allowed.implode()).not_()
+            shown = ", ".join(rules.accepted_values[:10]) + (", …" if len(rules.accepted_values) > 10 else "")
+            checks.append(RowCheck(column.name, "accepted_values", outside, f"must be one of [{shown}]"))
+        number = value.cast(pl.Float64, strict=False)
+        if rules.min is not None:
+            checks.append(
+                RowCheck(column.name, "below", number < rules.min, f"must be at least {rules.min:g}")
+            )
+        if rules.max is not None:
+            checks.append(
+                RowCheck(column.name, "above", number > rules.max, f"must be at most {rules.max:g}")
+            )
+    return checks
+
+
+def assertion_aggregates(produced: set[str], table: AnalyticTable, *, unique: bool = True) -> list[pl.Expr]:
+    """The aggregates ``violations_from`` reads, for one query over a frame with columns ``produced``
+    (without the ``unique`` ones when ``unique`` is false: those are not tied to one file)."""
+    aggregates = [c.failing.sum().alias(f"{c.column}\x00{c.check}") for c in row_checks(produced, table)]
+    if unique:
+        for column in table.schema_:
+            if column.assertions is None or not column.assertions.unique or column.name not in produced:
+                continue
+            value = pl.col(column.name).drop_nulls()
+            aggregates.append((value.len() - value.n_unique()).alias(f"{column.name}\x00unique"))
     return aggregates
 
 

@@ -78,6 +78,15 @@ def _locate_unparseable(path: Path, schema: list[ColumnSchema]) -> str | None:
     return None
 
 
+def raw_csv_values(path: Path, lines: list[int]) -> dict[int, dict[str, str | None]]:
+    """The raw text of each column on the given lines of a CSV file (the header is line 1)."""
+    if not lines:
+        return {}
+    raw = pl.scan_csv(path, infer_schema=False).with_row_index("__line", offset=2)
+    found = raw.filter(pl.col("__line").is_in(lines)).collect()
+    return {row.pop("__line"): row for row in found.iter_rows(named=True)}
+
+
 def csv_header(path: Path, schema: list[ColumnSchema]) -> tuple[str, ...]:
     """The header row of a CSV file, checked to hold every schema column (else ``FileReadError``)."""
     try:

@@ -25,15 +25,23 @@ from deltalake import DeltaTable, Schema
 from polars.io.partition import FileProviderArgs
 
 from karet_defs.catalog import read_pipeline
-from karet_defs.config.models import AnalyticTable, Mapping, Pipeline, SourceContainer
+from karet_defs.config.models import AnalyticTable, Col, Mapping, ParseDate, Pipeline, SourceContainer
+from karet_defs.config.walk import iter_nodes
 from karet_defs.engine import delta
-from karet_defs.engine.assertions import Violation, assertion_aggregates, violations_from
+from karet_defs.engine.assertions import (
+    RowCheck,
+    Violation,
+    assertion_aggregates,
+    row_checks,
+    violations_from,
+)
 from karet_defs.engine.read import (
     SOURCE_EXTENSIONS,
     FileReadError,
     csv_header,
     declared_dtype,
     describe_read_error,
+    raw_csv_values,
     read_source_file,
     scan_csv_files,
 )
@@ -58,6 +66,9 @@ BATCH_BYTES = 64 * 2**20
 _FILE_KEY = "__karet_file"  # a copy of the source column, consumed by the partitioned sink
 _NULL_SEGMENT = "__null__"
 _UPLOAD_THREADS = 8
+QUARANTINE_EXAMPLES = 5  # rows shown per quarantined file; the error gives the count of the rest
+_LINE = "__karet_line"
+_ROWS, _ROWS_FAILING = "__karet_rows", "__karet_rows_failing"
 
 
 @dataclass
@@ -72,8 +83,29 @@ class TableReport:
     mappings_written: list[str] = field(default_factory=list)
     mappings_failed: list[str] = field(default_factory=list)
     violations: list[Violation] = field(default_factory=list)
+    quarantined: list[str] = field(default_factory=list)  # raw files held back for failing rows
     columns: dict[str, str] = field(default_factory=dict)
     version: int | None = None  # the Delta version this run committed, None when it committed nothing
+
+
+@dataclass(frozen=True)
+class FileError:
+    """One row of a quarantined raw file: where it is, what it holds, what the column expects."""
+
+    file: str
+    line: int  # the line of the raw file (the header is line 1)
+    column: str
+    value: str | None
+    message: str
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "file": self.file,
+            "line": self.line,
+            "column": self.column,
+            "value": self.value,
+            "message": self.message,
+        }
 
 
 @dataclass
@@ -84,6 +116,7 @@ class RunReport:
     files_processed: int = 0
     files_parsed: int = 0
     errors: list[str] = field(default_factory=list)
+    file_errors: list[FileError] = field(default_factory=list)
     tables: dict[str, TableReport] = field(default_factory=dict)
 
     def summary(self) -> dict[str, object]:
@@ -403,7 +436,9 @@ class _TableRun:
         try:
             succeeded = writer.write(plan.to_process)
             if plan.to_process and not succeeded and not kept:
-                raise _MappingFailed(f"ingest {mapping.id}: no files succeeded during ingestion")
+                # Every file was held back by name: Karet's error stands, and the table drops the rows
+                # those files held before, as it would for any one bad file among good ones.
+                self.report.add_error(f"ingest {mapping.id}: no files succeeded during ingestion")
             writer.verdict()
         except _MappingFailed as exc:
             writer.discard()
@@ -510,6 +545,7 @@ class _MappingWriter:
         self._counts: dict[str, int] = {}
         self._checks: _RowChecks | None = None
         self._batches = 0
+        self.quarantined: set[str] = set()  # raw files held back for rows that fail a row check
 
     def write(self, files: list[ObjectInfo]) -> list[ObjectInfo]:
         """Evaluate and write ``files``; return those that succeeded (failures are reported by name)."""
@@ -530,24 +566,40 @@ class _MappingWriter:
         if not ready:
             return []
         if self.table.dedup_keys:
-            # One query over every file in listing order: the first row of a key wins across files.
-            if self._write_batch(ready) is None:
-                return [info for info, _, _ in ready]
-            good = [item for item in ready if self._probe(item)]
-            return [info for info, _, _ in good] if good and self._write_batch(good) is None else []
+            return self._write_deduplicated(ready)
         succeeded: list[ObjectInfo] = []
         for batch in _batches(ready):
             if len(batch) > 1 and self._write_batch(batch) is None:
-                succeeded += [info for info, _, _ in batch]
+                succeeded += [info for info, _, _ in batch if info.key not in self.quarantined]
                 continue
             for item in batch:  # alone, so that a bad file is isolated and named
                 error = self._write_batch([item])
                 if error is None:
-                    succeeded.append(item[0])
+                    succeeded += [item[0]] if item[0].key not in self.quarantined else []
                 else:
                     reason = describe_read_error(error, item[1], self.plan.source)
                     self.run.report.add_error(f"file {item[0].key}: {reason}")
         return succeeded
+
+    def _write_deduplicated(self, ready: list[_Item]) -> list[ObjectInfo]:
+        """One query over every file in listing order, so the first row of a key wins across files; a file
+        that fails to parse or is quarantined is left out and the query runs again without it (its rows
+        must not win a key)."""
+        error = self._write_batch(ready)
+        if error is None and not self.quarantined:
+            return [info for info, _, _ in ready]
+        self.discard()
+        self._counts, self._checks, self._batches, self.deduped = {}, None, 0, 0
+        good = [item for item in ready if item[0].key not in self.quarantined]
+        if error is not None:
+            good = [item for item in good if self._probe(item)]
+        if not good:
+            return []
+        held_back = set(self.quarantined)
+        if self._write_batch(good) is not None or self.quarantined != held_back:
+            self.discard()  # not deterministic: nothing of the mapping is trusted
+            return []
+        return [info for info, _, _ in good]
 
     def _frame(self, batch: list[_Item]) -> pl.LazyFrame:
         header = batch[0][2]
@@ -580,7 +632,7 @@ class _MappingWriter:
             check_partition_keys(schema, {}, self.table)
             rows = self._deduplicated(frame) if self.table.dedup_keys else frame
             checks = _RowChecks(schema, self.mapping, self.table)
-            queries = [sink.query(rows), checks.query(frame), frame.select(pl.len())]
+            queries = [sink.query(rows), checks.query(frame), checks.failing_files(frame)]
             results = pl.collect_all(queries, engine="streaming")
             written = sink.describe()
         except PartitionError as exc:
@@ -589,11 +641,25 @@ class _MappingWriter:
         except pl.exceptions.PolarsError as exc:
             sink.discard()
             return exc
-        for name, value in results[1].row(0, named=True).items():
+        totals = results[1].row(0, named=True)
+        failing = results[2]
+        if failing.height:
+            # Their rows leave this batch: their data files go, their counts with them.
+            held = set(failing.get_column(delta.SOURCE_COLUMN).to_list())
+            for data_file in written:
+                if data_file.source in held:
+                    (self.run.out_root / data_file.relative).unlink(missing_ok=True)
+            written = [f for f in written if f.source not in held]
+            for name in totals:
+                if name in failing.columns:
+                    totals[name] = int(totals[name] or 0) - int(failing.get_column(name).sum() or 0)
+            for row in failing.iter_rows(named=True):
+                self._quarantine(batch, row, checks)
+        for name, value in totals.items():
             self._counts[name] = self._counts.get(name, 0) + int(value or 0)
         self._checks = checks
         self._batches += 1
-        self.deduped += int(results[2].item()) - sum(f.rows for f in written)
+        self.deduped += int(totals[_ROWS]) - sum(f.rows for f in written)
         self.added += written
         self.columns.update({n: str(t) for n, t in schema.items() if n not in delta.HIDDEN_COLUMNS})
         return None
@@ -624,11 +690,68 @@ class _MappingWriter:
             return False
         return True
 
+    def _quarantine(self, batch: list[_Item], failing: dict[str, object], checks: "_RowChecks") -> None:
+        """Hold one raw file back and report it: the file, then each example row's line, column, value
+        (as written in the raw file) and what the column expects."""
+        key = str(failing[delta.SOURCE_COLUMN])
+        self.quarantined.add(key)
+        path = next(p for info, p, _ in batch if info.key == key)
+        examples = self._examples(key, path, checks)
+        total = int(failing[_ROWS_FAILING] or 0)
+        for error in examples:
+            self.run.report.file_errors.append(error)
+        first = examples[0] if examples else None
+        if first is None:
+            detail = f"{total} row(s) fail a check"
+        else:
+            shown = "(empty)" if first.value is None else f'"{first.value}"'
+            detail = f"line {first.line}: {first.column} {shown} {first.message}"
+            if total > 1:
+                detail += f" (and {total - 1} more row(s))"
+        self.run.report.add_error(f"file {key} {detail}; the file is held back until it is fixed")
+        self.run.table_report.quarantined.append(key)
+
+    def _examples(self, key: str, path: Path, checks: "_RowChecks") -> list[FileError]:
+        """The first failing rows of one file, read again alone (so lines are the file's own)."""
+        source = self.plan.source
+        lines = read_source_file(path, source).with_row_index(_LINE, offset=2)
+        found = checks.failing_rows(self.evaluation.apply(lines, keep=(_LINE,)), QUARANTINE_EXAMPLES)
+        wanted = found.get_column(_LINE).to_list()
+        raw = raw_csv_values(path, wanted) if source.format == "csv" else {}
+        errors: list[FileError] = []
+        for row in found.iter_rows(named=True):
+            for check in checks.failed_by(row):
+                read_from, date_format = self._raw_origin(check.column)
+                value = raw.get(row[_LINE], {}).get(read_from) if read_from else None
+                if value is None and row.get(check.column) is not None:
+                    value = str(row[check.column])
+                message = check.expected
+                if check.check in ("not_null", "nulls") and value:
+                    # A value was there and became null on the way: say what it had to look like.
+                    message = f"does not match {date_format}" if date_format else "did not convert"
+                    message += f"; {check.column} {check.expected}"
+                errors.append(FileError(key, row[_LINE], check.column, value, message))
+        return errors
+
+    def _raw_origin(self, column: str) -> tuple[str | None, str | None]:
+        """The one source column a table column is computed from (its raw text is what a person should
+        see), and the date format it is parsed with, if any."""
+        for out in self.mapping.columns:
+            if out.name != column:
+                continue
+            nodes = list(iter_nodes(out.expr))
+            sources = {node.name for node in nodes if isinstance(node, Col)}
+            formats = [node.format for node in nodes if isinstance(node, ParseDate)]
+            return (sources.pop() if len(sources) == 1 else None), (formats[0] if formats else None)
+        return None, None
+
     def verdict(self) -> None:
         """Raise ``_MappingFailed`` if the rows the mapping will hold break an assertion."""
         if self._checks is None:
             return
-        across = _has_unique(self.table) and (self.existing is not None or self._batches > 1)
+        across = _has_unique(self.table) and (
+            self.existing is not None or self._batches > 1 or bool(self.quarantined)
+        )
         counts = {k: v for k, v in self._counts.items() if not (across and k.endswith("\x00unique"))}
         self._checks.verdict(counts)
         if across:
@@ -699,7 +822,8 @@ class _PartitionedSink:
 
 class _RowChecks:
     """Row-level checks of a mapping's output (assertions, then partition keys) as one aggregate query,
-    which can run alone or beside the query that writes the output."""
+    which can run alone or beside the query that writes the output; and the same checks per raw file, so a
+    file whose rows fail is held back alone."""
 
     def __init__(self, schema: pl.Schema, mapping: Mapping, table: AnalyticTable) -> None:
         self.schema, self.mapping, self.table = schema, mapping, table
@@ -708,9 +832,43 @@ class _RowChecks:
             *assertion_aggregates(self._produced, table),
             *partition_null_counts(schema, table),
         ]
+        keys_ = [key for key in table.partition_keys if key in schema]
+        self._row_checks = [
+            *row_checks(self._produced, table),
+            *(
+                RowCheck(
+                    k,
+                    "nulls",
+                    pl.col(k).is_null(),
+                    "must have a value (a partition key: coalesce it to a default)",
+                )
+                for k in keys_
+            ),
+        ]
 
     def query(self, frame: pl.LazyFrame) -> pl.LazyFrame:
-        return frame.select(self._aggregates or [pl.len()])
+        return frame.select(*self._aggregates, pl.len().alias(_ROWS))
+
+    def failing_files(self, frame: pl.LazyFrame) -> pl.LazyFrame:
+        """Per raw file with failing rows: its per-check counts and ``_ROWS_FAILING``."""
+        if not self._row_checks:
+            return frame.select(pl.col(delta.SOURCE_COLUMN), pl.lit(0).alias(_ROWS_FAILING)).head(0)
+        counts = [c.failing.sum().alias(f"{c.column}\x00{c.check}") for c in self._row_checks]
+        any_failing = self._any_failing().sum().alias(_ROWS_FAILING)
+        per_file = frame.group_by(delta.SOURCE_COLUMN).agg(*counts, any_failing, pl.len().alias(_ROWS))
+        return per_file.filter(pl.col(_ROWS_FAILING) > 0)
+
+    def failing_rows(self, frame: pl.LazyFrame, limit: int) -> pl.DataFrame:
+        flags = [
+            c.failing.fill_null(False).alias(f"__karet_fails_{i}") for i, c in enumerate(self._row_checks)
+        ]
+        return frame.filter(self._any_failing()).with_columns(flags).head(limit).collect(engine="streaming")
+
+    def failed_by(self, row: MappingOf[str, object]) -> list[RowCheck]:
+        return [c for i, c in enumerate(self._row_checks) if row.get(f"__karet_fails_{i}")]
+
+    def _any_failing(self) -> pl.Expr:
+        return pl.any_horizontal([c.failing.fill_null(False) for c in self._row_checks])
 
     def verdict(self, counts: dict[str, object]) -> None:
         """Raise ``_MappingFailed`` for the first failing check, given the row of ``query``'s result."""

@@ -17,13 +17,16 @@ from karet_defs.engine.run import RunReport, TableReport, run_pipeline
 from karet_defs.engine.stats import table_stats
 from karet_defs.errors import KaretError
 from karet_defs.orchestration.jobs import (
+    FILE_ERRORS_KEPT,
     TAG_CLEAN_RUN,
     TAG_ERRORS,
+    TAG_FILE_ERRORS,
     TAG_FILES_PROCESSED,
     TAG_PARTITIONS_WRITTEN,
     TAG_PIPELINE,
     TAG_TRIGGER,
     dagster_name,
+    nothing_published,
     run_tags,
 )
 from karet_defs.orchestration.liveness import executing
@@ -32,6 +35,7 @@ from karet_defs.store import keys
 from karet_defs.store.factory import build_stores
 
 SCHEMA_CHECK = "schema_matches"
+QUARANTINE_CHECK = "no_quarantined_files"
 _POLARS_TYPES = {
     "date": "Date",
     "int64": "Int64",
@@ -125,6 +129,13 @@ def _check_specs(slug: str, table: AnalyticTable) -> list[dg.AssetCheckSpec]:
     specs = [
         dg.AssetCheckSpec(SCHEMA_CHECK, asset=key, description="Written columns have the declared types")
     ]
+    specs.append(
+        dg.AssetCheckSpec(
+            QUARANTINE_CHECK,
+            asset=key,
+            description="No raw file was held back for rows failing an assertion or a partition key",
+        )
+    )
     specs += [
         dg.AssetCheckSpec(
             assertion_check_name(c.name),
@@ -171,6 +182,13 @@ def build_pipeline_assets(pipeline: Pipeline, slug: str) -> dg.AssetsDefinition:
         except KaretError as exc:
             raise _failure(exc) from exc
         context.instance.add_run_tags(context.run_id, _summary_tags(report))
+        if report.errors and all(report.tables[t].version is None for t in selected):
+            # Errors and not one table published: a green run here would hide that nothing got through.
+            raise dg.Failure(
+                description=nothing_published(report.errors),
+                metadata={"errors": report.errors, "file_errors": [e.to_dict() for e in report.file_errors]},
+                allow_retries=False,
+            )
         current = stores.warehouse
         for table in tables:
             if table.id not in selected:
@@ -184,7 +202,7 @@ def build_pipeline_assets(pipeline: Pipeline, slug: str) -> dg.AssetsDefinition:
                 asset_key=table_key(slug, table.id),
                 metadata=_table_metadata(slug, table, table_report, report, stats),
             )
-            yield from _check_results(slug, table, table_report)
+            yield from _check_results(slug, table, table_report, report)
 
     return _run
 
@@ -212,6 +230,7 @@ def _summary_tags(report: RunReport) -> dict[str, str]:
         TAG_PARTITIONS_WRITTEN: str(report.partitions_written),
         TAG_FILES_PROCESSED: str(report.files_processed),
         TAG_ERRORS: json.dumps(report.errors),
+        TAG_FILE_ERRORS: json.dumps([e.to_dict() for e in report.file_errors[:FILE_ERRORS_KEPT]]),
     }
 
 
@@ -231,10 +250,17 @@ def _table_metadata(slug, table, table_report: TableReport, report: RunReport, s
         "file_count": dg.MetadataValue.int(stats.file_count),
         "bytes": dg.MetadataValue.int(stats.bytes),
         "errors": dg.MetadataValue.json(report.errors),
+        "quarantined_files": dg.MetadataValue.json(sorted(table_report.quarantined)),
+        "file_errors": dg.MetadataValue.json(_file_errors_of(table_report, report)),
     }
 
 
-def _check_results(slug: str, table: AnalyticTable, table_report: TableReport):
+def _file_errors_of(table_report: TableReport, report: RunReport) -> list[dict[str, object]]:
+    held = set(table_report.quarantined)
+    return [e.to_dict() for e in report.file_errors if e.file in held][:FILE_ERRORS_KEPT]
+
+
+def _check_results(slug: str, table: AnalyticTable, table_report: TableReport, report: RunReport):
     key = table_key(slug, table.id)
     mismatched = {
         name: dtype
@@ -247,6 +273,15 @@ def _check_results(slug: str, table: AnalyticTable, table_report: TableReport):
         passed=not mismatched,
         metadata={"written_columns": table_report.columns, "mismatched": mismatched},
         description="no data written in this run" if not table_report.columns else None,
+    )
+    held = sorted(table_report.quarantined)
+    yield dg.AssetCheckResult(
+        asset_key=key,
+        check_name=QUARANTINE_CHECK,
+        passed=not held,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"quarantined_files": held, "file_errors": _file_errors_of(table_report, report)},
+        description=f"{len(held)} raw file(s) held back: {', '.join(held[:5])}" if held else None,
     )
     for column in table.schema_:
         if column.assertions is None:

@@ -10,6 +10,9 @@ TAG_CLEAN_RUN = "karet/clean_run"
 TAG_PARTITIONS_WRITTEN = "karet/partitions_written"
 TAG_FILES_PROCESSED = "karet/files_processed"
 TAG_ERRORS = "karet/errors"
+# Rows of quarantined raw files (``FileError.to_dict``), the first ``FILE_ERRORS_KEPT`` of the run.
+TAG_FILE_ERRORS = "karet/file_errors"
+FILE_ERRORS_KEPT = 20
 # The process executing a run (``orchestration.liveness``): host, boot, pid and the pid's start time.
 TAG_PROCESS = "karet/process"
 # Maintenance runs (``orchestration.maintenance``): which operation, its per-table results, its error.
@@ -20,6 +23,14 @@ TAG_RESTORE_RESULT = "karet/restore_result"
 TAG_MAINTENANCE_ERROR = "karet/maintenance_error"
 
 TRIGGERS = ("manual", "webhook", "sensor", "api", "schedule")
+
+
+NOTHING_PUBLISHED = "nothing was published"
+
+
+def nothing_published(errors: list[str]) -> str:
+    """Why a run that published no table failed: its errors, in Karet's completed-with-errors wording."""
+    return f"{NOTHING_PUBLISHED}: {len(errors)} error(s): {errors[0]}"
 
 
 def dagster_name(slug: str) -> str:

@@ -4,6 +4,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from karet_api.main import create_app
+from karet_api.services.jobs import get_job
 from karet_defs.templates import install_template
 
 
@@ -82,6 +83,29 @@ def test_run_demo_returns_the_karet_summary_and_a_dagster_run_id(client, local_s
     }
     run = dagster_instance.get_run_by_id(body["job_id"])
     assert run is not None and run.tags["karet/trigger"] == "api"
+
+
+def test_a_run_that_published_nothing_is_red_in_dagster_and_keeps_karets_200(
+    client, local_stores, dagster_instance
+):
+    install_template(local_stores, "spending", "spending")
+    seed = "pipelines/spending/transactions/seed.csv"
+    local_stores.lake.put(seed, b"date,description,amount,account\n31/12/2026,RENT,-900,chk\n")
+
+    response = client.post("/jobs/run", json={"pipeline_prefix": "pipelines/spending/"})
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["partitions_written"] == 0
+    assert body["errors"] == [
+        f'file {seed} line 2: date "31/12/2026" does not match %Y-%m-%d; date must have a value (not_null); '
+        "the file is held back until it is fixed",
+        "ingest transactions_mapping: no files succeeded during ingestion",
+    ]
+    assert dagster_instance.get_run_by_id(body["job_id"]).status.value == "FAILURE"
+    record = get_job(dagster_instance, body["job_id"], orphan_after=600)
+    assert record is not None and record.status == "failed"
+    assert record.error == f"nothing was published: 2 error(s): {body['errors'][0]}"
 
 
 @pytest.mark.parametrize(

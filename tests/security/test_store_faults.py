@@ -197,8 +197,9 @@ def test_endpoint_stopped_mid_run_fails_the_job_with_the_cause_commits_nothing_a
     job = client.get(f"/api/p/{SLUG}/jobs/{failed.json()['job_id']}").json()["job"]
     assert job["status"] == "failed" and "Could not connect" in job["error"]
 
-    # The uploaded data file is not committed: readers still see version 0, whole.
-    assert len(published) == 1
+    # The data files uploaded before the endpoint died (uploads run in parallel: one or more, not all
+    # three) are not committed: readers still see version 0, whole.
+    assert 1 <= len(published) < 3
     assert table_version(stores, SLUG, "t") == 0
     assert read_table(stores, SLUG, "t").sort("month", "v").equals(old)
 

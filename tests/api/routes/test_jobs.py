@@ -101,3 +101,39 @@ def test_stuck_running_run_is_shown_failed_as_orphan(make_client, local_settings
 def test_jobs_need_authentication(make_client, local_settings):
     client = make_client(local_settings, authenticated=False)
     assert client.get("/api/p/spending/jobs").status_code == 401
+
+
+def test_a_statement_with_us_dates_is_quarantined_and_the_rest_published(
+    api_client, local_stores, dagster_instance
+):
+    install_template(local_stores, "spending", "spending")
+    bad = "pipelines/spending/transactions/june.csv"
+    local_stores.lake.put(
+        bad,
+        b"date,description,amount,account\n2026-06-01,PAYROLL DEPOSIT,10,chk\n"
+        b"07/15/2026,GROCERY STORE,-2,chk\n",
+    )
+
+    job = _wait_done(api_client, "spending", api_client.post("/api/p/spending/jobs").json()["job"]["id"])
+
+    assert job["status"] == "completed"
+    assert job["errors"] == [
+        f'file {bad} line 3: date "07/15/2026" does not match %Y-%m-%d; date must have a value (not_null); '
+        "the file is held back until it is fixed"
+    ]
+    assert {(e["file"], e["line"], e["column"], e["value"]) for e in job["file_errors"]} >= {
+        (bad, 3, "date", "07/15/2026")
+    }
+    rows = api_client.get("/api/p/spending/tables/transactions/rows").json()["rows"]
+    assert rows and all(r["date"] != "2026-06-01" for r in rows)  # june.csv held back whole
+    checks = {
+        (e.asset_check_key.name, e.passed, e.severity)
+        for e in _check_evaluations(dagster_instance, job["id"])
+    }
+    assert ("no_quarantined_files", False, dg.AssetCheckSeverity.WARN) in checks
+    assert dagster_instance.get_run_by_id(job["id"]).status == dg.DagsterRunStatus.SUCCESS
+
+
+def _check_evaluations(instance: dg.DagsterInstance, run_id: str):
+    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records
+    return [r.event_log_entry.dagster_event.event_specific_data for r in records]

@@ -153,21 +153,33 @@ def test_bad_files_are_reported_and_good_ones_written(stores, tmp_path):
     assert rows.get_column("who").to_list() == ["ANN", "SMITH, JO\nLINE TWO"]
 
 
-def test_failed_assertion_writes_nothing_and_keeps_published_files(stores):
+def test_a_changed_file_failing_an_assertion_is_held_back_and_its_old_rows_leave(stores):
     put_config(stores, SLUG, AMOUNTS)
     put_raw(stores, RAW + "a.csv", "day,who,amount\n2026-01-05,ann,1.5\n")
+    put_raw(stores, RAW + "b.csv", "day,who,amount\n2026-02-05,bob,2.5\n")
     run_pipeline(stores, SLUG)
-    before = read_table(stores, SLUG, "t")
 
     put_raw(stores, RAW + "a.csv", "day,who,amount\n2026-01-05,ann,-4\n2026-03-01,bob,-1\n")
     report = run_pipeline(stores, SLUG)
 
     assert report.errors == [
-        "assertion m: column `amount` range: 2 below min, 0 above max (min=Some(0.0), max=None)"
+        f'file {RAW}a.csv line 2: amount "-4" must be at least 0 (and 1 more row(s)); '
+        "the file is held back until it is fixed"
     ]
+    # What a clean run over the good file alone gives: b's row; a's old rows went with its old version.
+    assert read_table(stores, SLUG, "t").get_column("who").to_list() == ["BOB"]
+    assert table_version(stores, SLUG, "t") == 1
+
+
+def test_when_every_file_is_held_back_karets_ingest_error_stands(stores):
+    put_config(stores, SLUG, AMOUNTS)
+    put_raw(stores, RAW + "a.csv", "day,who,amount\n2026-01-05,ann,-4\n")
+
+    report = run_pipeline(stores, SLUG)
+
+    assert report.errors[-1] == "ingest m: no files succeeded during ingestion"
     assert report.partitions_written == 0
-    assert table_version(stores, SLUG, "t") == 0
-    assert_frame_equal(read_table(stores, SLUG, "t"), before)
+    assert table_version(stores, SLUG, "t") is None
 
 
 def test_null_partition_key_fails_the_mapping(stores):
@@ -177,8 +189,9 @@ def test_null_partition_key_fails_the_mapping(stores):
     report = run_pipeline(stores, SLUG)
 
     assert report.errors == [
-        "partition m: partition key `month` has 1 null value(s); rows cannot be assigned to a partition "
-        "(coalesce in the expression to supply a default)"
+        f'file {RAW}a.csv line 2: month "not-a-date" does not match %Y-%m-%d; month must have a value '
+        "(a partition key: coalesce it to a default); the file is held back until it is fixed",
+        "ingest m: no files succeeded during ingestion",
     ]
     assert table_version(stores, SLUG, "t") is None
 

@@ -33,12 +33,14 @@ def test_materialize_demo_records_metadata_and_checks(local_settings, local_stor
     assert metadata["partitions_written"].value == 2
     assert metadata["files_processed"].value == 1
     assert metadata["errors"].value == []
+    assert metadata["quarantined_files"].value == [] and metadata["file_errors"].value == []
     assert metadata["dagster/uri"].value == "pipelines/spending/clean/transactions/"
     columns = [c.name for c in metadata["dagster/column_schema"].value.columns]
     assert columns == ["date", "description", "merchant", "amount", "account", "category", "year", "month"]
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
     assert checks == {
         "schema_matches": True,
+        "no_quarantined_files": True,
         "assertions_date": True,
         "assertions_amount": True,
         "assertions_category": True,
@@ -48,7 +50,7 @@ def test_materialize_demo_records_metadata_and_checks(local_settings, local_stor
     assert json.loads(run.tags[TAG_ERRORS]) == []
 
 
-def test_failing_assertion_shows_as_failed_check(local_settings, local_stores):
+def test_a_run_whose_only_file_fails_an_assertion_is_red_with_the_reason(local_settings, local_stores):
     install_template(local_stores, "spending", "spending")
     local_stores.lake.put(
         "pipelines/spending/transactions/seed.csv", b"date,description,amount,account\n2026-04-01,X,,visa\n"
@@ -61,10 +63,15 @@ def test_failing_assertion_shows_as_failed_check(local_settings, local_stores):
             list(defs.assets or []),
             resources={"store": store},
             instance=instance,
+            raise_on_error=False,
         )
-    checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
-    assert checks["assertions_amount"] is False
-    assert checks["assertions_date"] is True
+    # The only file is quarantined, so nothing was published: the step is red, with the reason.
+    assert not result.success
+    failure = result.get_step_failure_events()[0].step_failure_data.user_failure_data
+    assert failure.description == (
+        "nothing was published: 2 error(s): file pipelines/spending/transactions/seed.csv line 2: "
+        "amount (empty) must have a value (not_null); the file is held back until it is fixed"
+    )
 
 
 def test_execute_pipeline_run_is_a_tagged_dagster_run(pipeline_env, local_stores, dagster_instance):
