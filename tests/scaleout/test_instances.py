@@ -57,7 +57,17 @@ def test_every_instance_queues_one_run_per_pipeline(deployment):
     assert config["concurrency"]["runs"]["tag_concurrency_limits"] == [
         {"key": "karet/pipeline", "value": {"applyLimitPerUniqueValue": True}, "limit": 1}
     ]
+    # Runs whose worker died are failed within seconds, not minutes (issue 22).
     assert config["run_monitoring"]["enabled"] is True
+    assert config["run_monitoring"]["poll_interval_seconds"] <= 5
+
+
+@pytest.mark.parametrize("deployment", DEPLOYMENTS)
+def test_every_instance_keeps_the_ui_quiet_and_private(deployment, instance_env, tmp_path):
+    (tmp_path / "dagster.yaml").write_bytes(instance_yaml(deployment))
+    config, _ = dagster_instance_config(str(tmp_path))
+    assert config["nux"] == {"enabled": False}  # no "join the community" pop-up on a first visit
+    assert config["telemetry"] == {"enabled": False}
 
 
 @pytest.mark.parametrize("deployment", DEPLOYMENTS)
