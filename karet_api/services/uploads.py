@@ -8,8 +8,11 @@ with 422 ``unsupported_file_type``, not 415, because the file name is what is wr
 ``Content-Type``. The body is streamed to a temporary file and refused with 413 past 100 MB (Karet's lake
 upload cap), stored with one atomic put, and handed to the webhook's debounce (trigger ``webhook``, one of
 SPEC's trigger values), so an upload followed by the bucket's own notification of it starts one run.
+Its content is checked first: text that decodes as UTF-8 and, for CSV, a header holding the source's
+schema columns; otherwise 422 ``invalid_file_content`` says what is wrong and nothing is stored.
 """
 
+import codecs
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -19,8 +22,8 @@ from starlette.concurrency import run_in_threadpool
 from karet_api.schemas.events import FileUploaded
 from karet_api.services.events import AutoRuns
 from karet_defs.catalog import read_pipeline
-from karet_defs.config.models import Pipeline
-from karet_defs.engine.read import SOURCE_EXTENSIONS
+from karet_defs.config.models import Pipeline, SourceContainer
+from karet_defs.engine.read import SOURCE_EXTENSIONS, FileReadError, csv_header
 from karet_defs.errors import KaretError, PayloadTooLarge, StoreError, Unprocessable
 from karet_defs.scratch import scratch_dir
 from karet_defs.store import keys
@@ -29,6 +32,7 @@ from karet_defs.store.changes import is_karet_output
 
 MAX_UPLOAD_BYTES = 100 * 1024 * 1024
 MAX_PATH_BYTES = 1024
+_SNIFF_BYTES = 64 * 1024  # enough to tell text from binary and to hold a CSV header
 CONTENT_TYPES = {
     ".csv": "text/csv",
     ".json": "application/json",
@@ -37,8 +41,9 @@ CONTENT_TYPES = {
 }
 
 
-def upload_key(pipeline: Pipeline, slug: str, path: str) -> str:
-    """The lake key for ``path`` (relative to the pipeline folder), after every safety and type check."""
+def upload_target(pipeline: Pipeline, slug: str, path: str) -> tuple[str, SourceContainer]:
+    """The lake key for ``path`` (relative to the pipeline folder) and the source that will read it, after
+    every safety and type check."""
     _check_safe(path)
     suffix = Path(path).suffix.lower()
     if suffix not in CONTENT_TYPES:
@@ -54,13 +59,41 @@ def upload_key(pipeline: Pipeline, slug: str, path: str) -> str:
             f"{key!r} is not under a source folder of pipeline `{slug}` (source folders: {folders})",
             code="invalid_path",
         )
-    if not any(suffix in SOURCE_EXTENSIONS[s.format] for s in sources):
+    readers = [s for s in sources if suffix in SOURCE_EXTENSIONS[s.format]]
+    if not readers:
         formats = ", ".join(sorted({s.format for s in sources}))
         raise Unprocessable(
             f"the source reading {key!r} expects {formats} files, not {suffix!r}",
             code="unsupported_file_type",
         )
-    return key
+    return key, readers[0]
+
+
+def check_content(spool: Path, source: SourceContainer) -> None:
+    """Refuse at the door what no run could read: text that is not UTF-8 (or holds NUL bytes: binary
+    content under a text name), or a CSV whose header lacks a column of the source's schema."""
+    with open(spool, "rb") as body:
+        head = body.read(_SNIFF_BYTES)
+    if not head.strip():
+        raise Unprocessable("the file is empty", code="invalid_file_content")
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+    except UnicodeDecodeError as exc:
+        raise Unprocessable(
+            f"the file is not UTF-8 text (byte {exc.start}): re-export it as UTF-8 CSV or JSON",
+            code="invalid_file_content",
+        ) from exc
+    if b"\x00" in head:
+        raise Unprocessable(
+            "the file holds NUL bytes: it is binary content, not text", code="invalid_file_content"
+        )
+    if source.format == "csv":
+        try:
+            csv_header(spool, source.schema_)
+        except FileReadError as exc:
+            raise Unprocessable(
+                f"the file cannot be read as source `{source.id}`: {exc}", code="invalid_file_content"
+            ) from exc
 
 
 def _check_safe(path: str) -> None:
@@ -82,7 +115,7 @@ async def receive_upload(
 ) -> FileUploaded:
     """Check the target, stream the body (capped), store it and schedule the pipeline's debounced run."""
     pipeline = await run_in_threadpool(read_pipeline, stores, slug)
-    key = upload_key(pipeline, slug, path)
+    key, source = upload_target(pipeline, slug, path)
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > MAX_UPLOAD_BYTES:
         raise _too_large()
@@ -95,6 +128,7 @@ async def receive_upload(
                 if size > MAX_UPLOAD_BYTES:
                     raise _too_large()
                 out.write(chunk)
+        await run_in_threadpool(check_content, spool, source)
         info = await run_in_threadpool(_store, stores, key, spool)
     # A pipeline without tables has no job to run; the file is stored all the same.
     scheduled = bool(pipeline.analytic_tables) and await run_in_threadpool(runs.submit, slug, [info])

@@ -87,6 +87,23 @@ def test_unsafe_paths_and_types_are_422(client, local_stores):
     assert [i.key for i in local_stores.lake.list(SPENDING_RAW)] == [SPENDING_RAW + "seed.csv"]
 
 
+UNREADABLE = [
+    (b"PK\x03\x04\x14\x00\x06\x00\x08\x00\x00\x00!\x00", "NUL bytes"),  # a workbook named .csv
+    ("date,description,amount,account\n2026-05-01,Caf\u00e9,4.50,visa\n".encode("latin-1"), "not UTF-8"),
+    (b"date,amount\n2026-05-01,4.50\n", 'missing required columns: ["description", "account"]'),
+    (b"  \n", "empty"),
+]
+
+
+def test_content_no_run_could_read_is_422_and_not_stored(client, local_stores, fake):
+    answers = [client.put("/api/p/spending/files/transactions/bad.csv", content=b) for b, _ in UNREADABLE]
+
+    assert {(a.status_code, a.json()["error"]) for a in answers} == {(422, "invalid_file_content")}
+    assert all(said in a.json()["message"] for a, (_, said) in zip(answers, UNREADABLE, strict=True))
+    assert [i.key for i in local_stores.lake.list(SPENDING_RAW)] == [SPENDING_RAW + "seed.csv"]
+    assert fake.runs == []
+
+
 def test_too_large_unknown_pipeline_and_no_session(client, make_client, local_settings, monkeypatch, fake):
     monkeypatch.setattr(uploads, "MAX_UPLOAD_BYTES", 64)
 
