@@ -83,16 +83,34 @@ def register_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = [
-            f"{'.'.join(str(p) for p in e.get('loc', ()) if p != 'body') or 'body'}: {e.get('msg')}"
-            for e in exc.errors()
-        ]
-        return JSONResponse({"error": "invalid_request", "message": "; ".join(problems[:5])}, status_code=422)
+        problems = [_problem(e) for e in exc.errors()]
+        return JSONResponse(
+            {
+                "error": "invalid_request",
+                "message": "; ".join(p["message"] for p in problems[:5]),
+                "details": problems,
+            },
+            status_code=422,
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
         _log.exception("unhandled error", exc_info=exc)
         return JSONResponse({"error": "internal_error", "message": "internal server error"}, status_code=500)
+
+
+# pydantic's words for a bad boolean do not say what it accepts.
+_BOOLEAN_WORDS = "true, false, 1, 0, yes, no, on, off"
+
+
+def _problem(error: Any) -> dict[str, str]:
+    """One request validation error as a ``{kind, message, path}`` detail naming the parameter."""
+    where = [str(part) for part in error.get("loc", ()) if part != "body"]
+    name = ".".join(where[1:] if where[:1] in (["query"], ["path"], ["header"]) else where) or "body"
+    reason = str(error.get("msg"))
+    if error.get("type") == "bool_parsing":
+        reason = f"must be a boolean ({_BOOLEAN_WORDS}), not {error.get('input')!r}"
+    return {"kind": "invalid_request", "message": f"{name}: {reason}", "path": "/" + "/".join(where)}
 
 
 def _document_framework_errors(app: FastAPI) -> None:

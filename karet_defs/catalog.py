@@ -42,10 +42,10 @@ def read_pipeline(stores: Stores, slug: str) -> Pipeline:
     try:
         return load_pipeline(raw)
     except ConfigSchemaError as exc:
-        raise ConfigParseFailed(exc.message) from exc
+        raise ConfigParseFailed(exc.message, details=exc.details) from exc
     except ValidationFailed as exc:
         messages = [d["message"] for d in exc.details or []]
-        raise ConfigInvalid("; ".join(messages) or exc.message) from exc
+        raise ConfigInvalid("; ".join(messages) or exc.message, details=exc.details) from exc
 
 
 def slug_from_pipeline_prefix(prefix: str) -> str:

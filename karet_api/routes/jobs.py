@@ -47,12 +47,14 @@ def start_job(
     stores: StoreDep,
     instance: InstanceDep,
     settings: SettingsDep,
-    clean: Annotated[str | None, Query(description="`true` empties the tables first")] = None,
+    clean: Annotated[
+        bool, Query(description="`true`: the run rebuilds every table from all raw files")
+    ] = False,
 ) -> JobCreated:
     """Start a run of the whole pipeline and answer at once with its `running` record."""
     if not read_pipeline(stores, slug).analytic_tables:
         raise Unprocessable(f"pipeline `{slug}` has no analytic tables to run", code="no_tables")
-    run_id = start_run(instance, settings, slug, trigger="manual", clean_run=clean == "true")
+    run_id = start_run(instance, settings, slug, trigger="manual", clean_run=clean)
     record = get_job(instance, run_id, orphan_after=settings.orphan_after_seconds)
     assert record is not None
     return JobCreated(job=record.model_copy(update={"status": "running"}))

@@ -34,7 +34,7 @@ def _pipeline(stores: Stores, slug: str) -> Pipeline:
     try:
         return parse_pipeline(raw)
     except ConfigSchemaError as exc:
-        raise ConfigParseFailed(exc.message) from exc
+        raise ConfigParseFailed(exc.message, details=exc.details) from exc
 
 
 def _table(pipeline: Pipeline, slug: str, table_id: str) -> AnalyticTable:

@@ -145,7 +145,9 @@ for _model in (
 ):
     _model.model_rebuild()
 
-ColumnType = str  # string | number | int64 | float64 | date | bool; unknown types are tolerated as strings
+# Kept a plain string so a stored config with a typo still parses; validation names the bad type.
+ColumnType = str
+COLUMN_TYPES = ("string", "number", "int64", "float64", "date", "bool")
 
 
 class ColumnAssertions(_Node):

@@ -6,7 +6,7 @@ collects every rule violation as a ``ValidationIssue`` of one of the four kinds 
 ``duplicate_id``, ``dangling_reference`` and ``schema``, in the original worker's order: id checks per
 collection (sources, lookups, mappings, tables), reference checks (source record filters, then each mapping:
 source and table ids, lookups, table columns, a leftover E1 ``partition_by``, ``col`` names, ``where``), table
-key checks, source prefix checks, and last the lookup ``match`` check this port adds. ``load_pipeline`` does
+key checks, source prefix checks, and last the checks this port adds (lookup ``match``, column types). ``load_pipeline`` does
 both and raises ``ValidationFailed`` carrying every issue.
 """
 
@@ -19,8 +19,10 @@ from pydantic import ValidationError
 
 from karet_defs.config.migrate import upgrade_legacy
 from karet_defs.config.models import (
+    COLUMN_TYPES,
     AnalyticTable,
     Col,
+    ColumnSchema,
     LookupMapping,
     LookupRef,
     Mapping,
@@ -89,7 +91,23 @@ def validate_pipeline(p: Pipeline) -> list[ValidationIssue]:
     _check_prefixes(p.source_containers, issues)
     for i, lookup in enumerate(p.lookup_mappings):
         _check_match(lookup, f"/lookup_mappings/{i}", issues)
+    for i, source in enumerate(p.source_containers):
+        _check_column_types(f"/source_containers/{i}/schema", source.schema_, issues)
+    for i, table in enumerate(p.analytic_tables):
+        _check_column_types(f"/analytic_tables/{i}/schema", table.schema_, issues)
     return issues
+
+
+def _check_column_types(path: str, schema: Sequence[ColumnSchema], issues: list[ValidationIssue]) -> None:
+    # Karet's worker read an unknown type as a string, so a typo (`numbr`) silently became text.
+    for j, column in enumerate(schema):
+        if column.type not in COLUMN_TYPES:
+            issues.append(
+                _schema(
+                    f"{path}/{j}/type",
+                    f"unknown column type `{column.type}`; expected one of {', '.join(COLUMN_TYPES)}",
+                )
+            )
 
 
 def _check_ids(
@@ -291,7 +309,7 @@ def parse_pipeline(raw: bytes | str | dict[str, Any]) -> Pipeline:
     try:
         return Pipeline.model_validate(doc)
     except ValidationError as exc:
-        raise ConfigSchemaError(_describe(exc, doc)) from exc
+        raise ConfigSchemaError(_describe(exc, doc), details=_structural_issues(exc, doc)) from exc
     except RecursionError as exc:  # a cyclic dict handed in by a caller
         raise ConfigSchemaError(f"config nesting is deeper than the limit of {MAX_DEPTH} levels") from exc
 
@@ -375,13 +393,33 @@ def _check_depth(doc: dict[str, Any]) -> None:
 
 def _describe(exc: ValidationError, doc: dict[str, Any]) -> str:
     errors = exc.errors(include_url=False, include_input=False)
-    parts = [f"{_location(e['loc'], doc)}: {_reason(e)}" for e in errors[:_MAX_REPORTED_ERRORS]]
+    parts = [
+        f"{'.'.join(_location(e['loc'], doc)) or '(root)'}: {_reason(e)}"
+        for e in errors[:_MAX_REPORTED_ERRORS]
+    ]
     more = len(errors) - _MAX_REPORTED_ERRORS
     return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
 
 
-def _location(loc: tuple[int | str, ...], doc: dict[str, Any]) -> str:
-    """The dotted JSON location of a pydantic error, without the union tags pydantic inserts."""
+def _structural_issues(exc: ValidationError, doc: dict[str, Any]) -> list[dict[str, str]]:
+    """Every model error as a ``{kind, message, path}`` detail in Karet's templates, so an editor can point
+    at each node: a missing required field is ``missing_field``, anything else ``schema``."""
+    issues = []
+    for error in exc.errors(include_url=False, include_input=False):
+        where = _location(error["loc"], doc)
+        if error["type"] == "missing":
+            issues.append(_missing_field(_pointer(where), where[-1]))
+        else:
+            issues.append(_schema(_pointer(where), _reason(error)))
+    return [issue.to_dict() for issue in issues]
+
+
+def _pointer(parts: list[str]) -> str:
+    return "".join("/" + part.replace("~", "~0").replace("/", "~1") for part in parts) or "/"
+
+
+def _location(loc: tuple[int | str, ...], doc: dict[str, Any]) -> list[str]:
+    """The JSON location of a pydantic error, step by step, without the union tags pydantic inserts."""
     parts: list[str] = []
     node: Any = doc
     at_union = False
@@ -397,7 +435,7 @@ def _location(loc: tuple[int | str, ...], doc: dict[str, Any]) -> str:
             node = node[item]
         else:
             node = None
-    return ".".join(parts) or "(root)"
+    return parts
 
 
 def _reason(error: Any) -> str:

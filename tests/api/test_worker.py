@@ -61,12 +61,20 @@ def test_validate_reports_every_error_with_paths(client):
     ]
 
 
-@pytest.mark.parametrize("body", [b"{nope", b'{"version": 1}', b"[]"], ids=["json", "missing-keys", "array"])
-def test_validate_refuses_what_is_not_a_config(client, body):
+@pytest.mark.parametrize(
+    ("body", "paths"),
+    [
+        (b"{nope", ["/"]),
+        (b"[]", ["/"]),
+        (b'{"version": 1}', ["/source_containers", "/lookup_mappings", "/mappings", "/analytic_tables"]),
+    ],
+    ids=["json", "array", "missing-keys"],
+)
+def test_validate_refuses_what_is_not_a_config(client, body, paths):
     response = client.post("/config/validate", content=body, headers={"content-type": "application/json"})
     assert response.status_code == 422
     assert response.json()["error"] == "schema"
-    assert response.json()["details"][0]["path"] == "/"
+    assert [d["path"] for d in response.json()["details"]] == paths
 
 
 def test_run_demo_returns_the_karet_summary_and_a_dagster_run_id(client, local_stores, dagster_instance):
@@ -142,6 +150,10 @@ def test_run_of_invalid_config_is_400_config_invalid(client, local_stores):
     assert response.status_code == 400
     assert response.json()["error"] == "config_invalid"
     assert "dangling source_container reference to `s`" in response.json()["message"]
+    assert [(d["kind"], d["path"]) for d in response.json()["details"]] == [
+        ("dangling_reference", "/mappings/0/source_container_id"),
+        ("dangling_reference", "/mappings/0/analytic_table_id"),
+    ]
 
 
 def test_worker_token_is_required_when_set(token_client):

@@ -49,6 +49,20 @@ def test_clean_true_is_tagged_and_history_is_newest_first(api_client, local_stor
     assert dagster_instance.get_run_by_id(job["id"]).tags["karet/clean_run"] == "true"
 
 
+def test_clean_is_a_boolean_and_a_loose_value_is_refused(api_client, local_stores, dagster_instance):
+    install_template(local_stores, "spending", "spending")
+
+    response = api_client.post("/api/p/spending/jobs?clean=maybe")
+
+    assert response.status_code == 422
+    assert response.json()["error"] == "invalid_request"
+    assert response.json()["message"] == (
+        "clean: must be a boolean (true, false, 1, 0, yes, no, on, off), not 'maybe'"
+    )
+    assert response.json()["details"][0]["path"] == "/query/clean"
+    assert dagster_instance.get_runs() == []
+
+
 def test_completed_with_file_errors_carries_the_summary(api_client, local_stores):
     install_template(local_stores, "spending", "spending")
     local_stores.lake.put("pipelines/spending/transactions/bad.csv", b"date,amount\n2026-04-01,1\n")
@@ -72,6 +86,12 @@ def test_failed_run_shows_failed_with_the_cause(api_client, local_stores):
 
     assert response.status_code == 400
     assert response.json()["error"] == "config_parse_failed"
+    assert {d["path"] for d in response.json()["details"]} == {
+        "/source_containers",
+        "/lookup_mappings",
+        "/mappings",
+        "/analytic_tables",
+    }
 
 
 def test_missing_pipeline_is_404_and_unknown_job_is_404(api_client):

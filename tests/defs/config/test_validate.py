@@ -562,6 +562,24 @@ MF, DUP, DANGLING, SCHEMA = "missing_field", "duplicate_id", "dangling_reference
             id="schema-child-lookup-match-regex",
         ),
         pytest.param(
+            [("/source_containers/0/schema/2/type", "numbr"), ("/analytic_tables/0/schema/0/type", "text")],
+            [
+                (
+                    SCHEMA,
+                    "schema error at /source_containers/0/schema/2/type: unknown column type `numbr`; "
+                    "expected one of string, number, int64, float64, date, bool",
+                    "/source_containers/0/schema/2/type",
+                ),
+                (
+                    SCHEMA,
+                    "schema error at /analytic_tables/0/schema/0/type: unknown column type `text`; "
+                    "expected one of string, number, int64, float64, date, bool",
+                    "/analytic_tables/0/schema/0/type",
+                ),
+            ],
+            id="schema-unknown-column-types",
+        ),
+        pytest.param(
             [
                 (
                     "/mappings/0/where",
@@ -912,6 +930,49 @@ def test_parse_failures_are_one_schema_error(raw, message):
         parse_pipeline(raw)
     assert type(info.value) is ConfigSchemaError
     assert info.value.code == "schema"
+
+
+def test_every_structural_error_is_a_detail_with_its_json_pointer():
+    doc = valid_doc()
+    del doc["mappings"]
+    del doc["source_containers"][0]["id"]
+    doc["analytic_tables"][0]["schema"][0]["assertions"] = {"not_null": "often"}
+    doc["lookup_mappings"][0]["children"][0]["rows"][0]["input/patterns"] = doc["lookup_mappings"][0][
+        "children"
+    ][0]["rows"][0].pop("input_patterns")
+
+    with pytest.raises(ConfigSchemaError) as info:
+        parse_pipeline(doc)
+
+    assert sorted(info.value.details, key=lambda d: d["path"]) == [
+        {
+            "kind": "schema",
+            "message": "schema error at /analytic_tables/0/schema/0/assertions/not_null: "
+            "Input should be a valid boolean, unable to interpret input",
+            "path": "/analytic_tables/0/schema/0/assertions/not_null",
+        },
+        {
+            "kind": "missing_field",
+            "message": "missing field `input_patterns` at /lookup_mappings/0/children/0/rows/0/input_patterns",
+            "path": "/lookup_mappings/0/children/0/rows/0/input_patterns",
+        },
+        {"kind": "missing_field", "message": "missing field `mappings` at /mappings", "path": "/mappings"},
+        {
+            "kind": "missing_field",
+            "message": "missing field `id` at /source_containers/0/id",
+            "path": "/source_containers/0/id",
+        },
+    ]
+
+
+def test_a_pointer_escapes_slash_and_tilde_in_keys():
+    doc = valid_doc()
+    doc["mappings"][0]["a/b~c"] = 1
+
+    with pytest.raises(ConfigSchemaError) as info:
+        parse_pipeline(doc)
+
+    assert [d["path"] for d in info.value.details] == ["/mappings/0/a~1b~0c"]
 
 
 def test_nesting_just_under_the_limit_parses():
