@@ -141,9 +141,19 @@ class Unprocessable(KaretError):
 
 
 class ConfigSchemaError(Unprocessable):
-    """The document is not a pipeline config at all (bad JSON, wrong types, unknown expression kind)."""
+    """The document is not a pipeline config at all (bad JSON, wrong types, unknown expression kind).
+
+    Without details of its own it still carries one at ``/``, so clients always read the same
+    ``{kind, message, path}`` list.
+    """
 
     code = "schema"
+
+    def __init__(self, message: str, *, details: list[Any] | None = None) -> None:
+        super().__init__(
+            message,
+            details=details if details is not None else [{"kind": "schema", "message": message, "path": "/"}],
+        )
 
 
 class ValidationFailed(Unprocessable):

@@ -20,6 +20,7 @@ import dagster as dg
 import yaml
 
 from karet_api.services.jobs import job_record
+from karet_defs.config.validate import load_pipeline
 from karet_defs.errors import (
     Conflict,
     DashboardNotFound,
@@ -187,17 +188,28 @@ def copy_object(store: ObjectStore, source: str, target: str, scratch: Path) -> 
     store.put_file(target, path, content_type=content_type_for(target))
 
 
-def read_config(stores: Stores, slug: str) -> tuple[bytes, str]:
-    """The stored ``pipeline.json`` bytes and the ETag that belongs to exactly those bytes."""
-    key = keys.config_key(slug)
+def read_config(stores: Stores, slug: str, *, draft: bool = False) -> tuple[bytes, str, bool]:
+    """The ``pipeline.json`` bytes, the ETag that belongs to exactly those bytes, and whether they are the
+    editor's draft: asked for the draft, the live config answers when there is none."""
+    if draft:
+        found = _read_verified(stores.pipelines, keys.draft_config_key(slug))
+        if found is not None:
+            return *found, True
+    found = _read_verified(stores.pipelines, keys.config_key(slug))
+    if found is None:
+        raise PipelineConfigNotFound(f"pipeline `{slug}` has no pipeline.json")
+    return *found, False
+
+
+def _read_verified(store: ObjectStore, key: str) -> tuple[bytes, str] | None:
     for _ in range(_CONFIG_READ_ATTEMPTS):
         try:
-            body = stores.pipelines.get(key)
-        except ObjectNotFound as exc:
-            raise PipelineConfigNotFound(f"pipeline `{slug}` has no pipeline.json") from exc
-        info = stores.pipelines.head(key)
+            body = store.get(key)
+        except ObjectNotFound:
+            return None
+        info = store.head(key)
         if info is None:
-            raise PipelineConfigNotFound(f"pipeline `{slug}` has no pipeline.json")
+            return None
         # A write between the GET and the HEAD would pair the old body with the new ETag, and the client's
         # next If-Match would then overwrite a version it never saw. ETags that are not the body's MD5
         # (multipart, SSE-KMS) cannot be checked this way and are taken as they are after the retries.
@@ -206,18 +218,28 @@ def read_config(stores: Stores, slug: str) -> tuple[bytes, str]:
     return body, info.etag
 
 
-def write_config(stores: Stores, slug: str, body: bytes, if_match: str | None) -> str:
-    """Store ``body`` verbatim if it is JSON, only over ``if_match`` when given; return the new ETag."""
+def write_config(stores: Stores, slug: str, body: bytes, if_match: str | None, *, draft: bool = False) -> str:
+    """Store ``body`` verbatim, only over ``if_match`` when given; return the new ETag.
+
+    The live config must validate (422 with every error, nothing stored), so the assets never read a
+    config they cannot run; a draft only has to be JSON. Saving the live config retires the draft.
+    """
     try:
         json.loads(body)
     except (ValueError, RecursionError) as exc:  # RecursionError: nested deeper than the decoder goes
         raise Unprocessable(f"invalid_json: {exc}", code="invalid_json", extra={"ok": False}) from exc
-    key = keys.config_key(slug)
+    if not draft:
+        try:
+            load_pipeline(body)
+        except KaretError as exc:
+            exc.extra = {**exc.extra, "ok": False}
+            raise
+    key = keys.draft_config_key(slug) if draft else keys.config_key(slug)
     expected = normalise_etag(if_match) if if_match is not None else None
     try:
         if expected == "":
             raise PreconditionFailed("an empty If-Match never matches")
-        return stores.pipelines.put(key, body, content_type=JSON_TYPE, if_match=expected)
+        etag = stores.pipelines.put(key, body, content_type=JSON_TYPE, if_match=expected)
     except PreconditionFailed as exc:
         # Read only to word the message; the decision was the store's conditional put.
         current = stores.pipelines.head(key)
@@ -225,6 +247,9 @@ def write_config(stores: Stores, slug: str, body: bytes, if_match: str | None) -
         raise PreconditionFailed(
             f"ETag mismatch: expected {expected}, got {got}", extra={"ok": False}
         ) from exc
+    if not draft:
+        stores.pipelines.delete(keys.draft_config_key(slug))
+    return etag
 
 
 def list_dashboards(stores: Stores, slug: str) -> tuple[list[str], list[tuple[str, str]]]:

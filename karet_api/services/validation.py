@@ -6,7 +6,6 @@ from starlette.requests import Request
 
 from karet_api.services.transfer import read_body
 from karet_defs.config.validate import MAX_CONFIG_BYTES, load_pipeline
-from karet_defs.errors import KaretError
 
 
 async def read_config_body(request: Request) -> bytes:
@@ -17,14 +16,5 @@ async def read_config_body(request: Request) -> bytes:
 
 
 def validate_config(raw: bytes) -> None:
-    """Parse and validate a candidate ``pipeline.json``; raise with every error in ``details``.
-
-    A failure that is not a list of rule violations (bad JSON, not a config) still gets one ``details``
-    entry at ``/``, so clients always read the same ``{kind, message, path}`` list.
-    """
-    try:
-        load_pipeline(raw)
-    except KaretError as exc:
-        if exc.details is None:
-            exc.details = [{"kind": exc.code, "message": exc.message, "path": "/"}]
-        raise
+    """Parse and validate a candidate ``pipeline.json``; raise with every error in ``details``."""
+    load_pipeline(raw)

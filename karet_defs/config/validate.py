@@ -6,8 +6,8 @@ collects every rule violation as a ``ValidationIssue`` of one of the four kinds 
 ``duplicate_id``, ``dangling_reference`` and ``schema``, in the original worker's order: id checks per
 collection (sources, lookups, mappings, tables), reference checks (source record filters, then each mapping:
 source and table ids, lookups, table columns, a leftover E1 ``partition_by``, ``col`` names, ``where``), table
-key checks, source prefix checks, and last the checks this port adds (lookup ``match``, column types). ``load_pipeline`` does
-both and raises ``ValidationFailed`` carrying every issue.
+key checks, source prefix checks, and last the checks this port adds (lookup ``match``, column types).
+``load_pipeline`` does both and raises ``ValidationFailed`` carrying every issue.
 """
 
 import json

@@ -29,7 +29,7 @@ SETTLE_SECONDS = 300.0
 MAX_WINDOW = 10_000
 _CURSOR_VERSION = 1
 # Folders under ``pipelines/<slug>/`` that Karet itself writes: never raw input, whatever a prefix says.
-_OWN_FOLDERS = frozenset({"clean", "dashboards"})
+_OWN_FOLDERS = frozenset({keys.TABLES_FOLDER.rstrip("/"), keys.DRAFTS_FOLDER.rstrip("/"), "dashboards"})
 
 
 def version_of(info: ObjectInfo) -> str:

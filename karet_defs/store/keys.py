@@ -3,6 +3,7 @@
 PIPELINES_PREFIX = "pipelines/"
 CONFIG_NAME = "pipeline.json"
 TABLES_FOLDER = "clean/"  # under a pipeline's prefix: one Delta table per analytic table
+DRAFTS_FOLDER = "drafts/"  # the editor's unvalidated config, beside the live one
 
 
 def pipeline_prefix(slug: str) -> str:
@@ -11,6 +12,10 @@ def pipeline_prefix(slug: str) -> str:
 
 def config_key(slug: str) -> str:
     return f"{pipeline_prefix(slug)}{CONFIG_NAME}"
+
+
+def draft_config_key(slug: str) -> str:
+    return f"{pipeline_prefix(slug)}{DRAFTS_FOLDER}{CONFIG_NAME}"
 
 
 def table_prefix(slug: str, table_id: str) -> str:

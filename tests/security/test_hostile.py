@@ -127,7 +127,7 @@ def test_a_slug_with_a_name_after_the_dots_is_sanitised_and_confined_to_its_fold
     client, snapshot = hostile
     before = snapshot()
 
-    response = client.put("/api/p/..%5c..%5cwindows/config", content=b"{}")
+    response = client.put("/api/p/..%5c..%5cwindows/config", content=template_files("blank")["pipeline.json"])
 
     assert response.status_code == 200  # Karet's rule: every character outside [a-z0-9-] is a dash, trimmed
     assert snapshot().keys() - before.keys() == {"pipelines/windows/pipeline.json"}

@@ -6,6 +6,7 @@ survive (a restarted moto server would forget them), so what was published befor
 after it. A real stop of the moto server is used where nothing needs to survive.
 """
 
+import json
 import socket
 import threading
 from collections.abc import Iterator
@@ -131,9 +132,10 @@ def test_endpoint_stopped_mid_request_is_503_and_stores_nothing_then_a_retry_suc
         relay.stop()
         return body
 
+    edited = json.dumps({**CONFIG, "layout": {"edited": True}}).encode()
     stores.pipelines.get = get_then_fail
     try:
-        refused = client.put(f"/api/p/{SLUG}/config", content=b'{"version": 2}')
+        refused = client.put(f"/api/p/{SLUG}/config", content=edited)
     finally:
         stores.pipelines.get = real_get
 
@@ -143,11 +145,9 @@ def test_endpoint_stopped_mid_request_is_503_and_stores_nothing_then_a_retry_suc
 
     relay.start()
     assert client.get(f"/api/p/{SLUG}/config").content == before
-    retried = client.put(
-        f"/api/p/{SLUG}/config", content=b'{"version": 2}', headers={"If-Match": etag["ETag"]}
-    )
+    retried = client.put(f"/api/p/{SLUG}/config", content=edited, headers={"If-Match": etag["ETag"]})
     assert retried.status_code == 200
-    assert client.get(f"/api/p/{SLUG}/config").content == b'{"version": 2}'
+    assert client.get(f"/api/p/{SLUG}/config").content == edited
 
 
 def test_moto_server_killed_is_503_and_its_empty_restart_a_clear_502(

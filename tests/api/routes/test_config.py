@@ -9,6 +9,7 @@ import pytest
 from karet_defs.templates import template_files
 
 BLANK = template_files("blank")["pipeline.json"]
+EDITED = json.dumps({**json.loads(BLANK), "layout": {"edited": True}}).encode()
 
 
 SHARES_DAGSTER_INSTANCE = True  # these routes never touch Dagster
@@ -62,7 +63,7 @@ def test_put_with_the_current_etag_succeeds(client, quote):
 def test_put_with_a_stale_etag_is_refused_and_changes_nothing(client):
     stale = _md5(b"something else")
 
-    response = client.put("/api/p/cfg/config", content=b"{}", headers={"If-Match": f'"{stale}"'})
+    response = client.put("/api/p/cfg/config", content=EDITED, headers={"If-Match": f'"{stale}"'})
 
     assert response.status_code == 412
     assert response.json() == {
@@ -74,7 +75,7 @@ def test_put_with_a_stale_etag_is_refused_and_changes_nothing(client):
 
 
 def test_put_with_if_match_on_a_missing_config_is_refused(any_api_client):
-    response = any_api_client.put("/api/p/ghost/config", content=b"{}", headers={"If-Match": "abc"})
+    response = any_api_client.put("/api/p/ghost/config", content=EDITED, headers={"If-Match": "abc"})
 
     assert response.status_code == 412
     assert response.json()["message"] == "ETag mismatch: expected abc, got <none>"
@@ -89,6 +90,61 @@ def test_put_refuses_a_body_that_is_not_json(client):
     assert (body["error"], body["ok"]) == ("invalid_json", False)
     assert body["message"].startswith("invalid_json: Expecting property name")
     assert client.get("/api/p/cfg/config").content == BLANK
+
+
+def test_put_of_an_invalid_config_is_422_with_every_error_and_stores_nothing(client):
+    invalid = {
+        **json.loads(BLANK),
+        "source_containers": [
+            {"id": "s", "name": "S", "path_prefix": "in/", "schema": [{"name": "n", "type": "numbr"}]}
+        ],
+        "mappings": [{"id": "m", "source_container_id": "s", "analytic_table_id": "ghost", "columns": []}],
+    }
+
+    response = client.put("/api/p/cfg/config", json=invalid)
+
+    assert response.status_code == 422
+    assert response.json() == {
+        "error": "dangling_reference",
+        "message": "dangling analytic_table reference to `ghost` at /mappings/0/analytic_table_id",
+        "ok": False,
+        "details": [
+            {
+                "kind": "dangling_reference",
+                "message": "dangling analytic_table reference to `ghost` at /mappings/0/analytic_table_id",
+                "path": "/mappings/0/analytic_table_id",
+            },
+            {
+                "kind": "schema",
+                "message": "schema error at /source_containers/0/schema/0/type: unknown column type `numbr`; "
+                "expected one of string, number, int64, float64, date, bool",
+                "path": "/source_containers/0/schema/0/type",
+            },
+        ],
+    }
+    assert client.get("/api/p/cfg/config").content == BLANK
+
+
+def test_a_draft_is_stored_without_validation_and_the_live_config_stays(client):
+    draft = b'{"version": 1, "source_containers": [{"id": ""}]}'
+    no_draft_yet = client.get("/api/p/cfg/config?draft=true")
+
+    saved = client.put("/api/p/cfg/config?draft=true", content=draft)
+
+    assert (no_draft_yet.content, no_draft_yet.headers["x-karet-draft"]) == (BLANK, "false")
+    assert saved.json() == {"ok": True, "etag": _md5(draft)}
+    read = client.get("/api/p/cfg/config?draft=true")
+    assert (read.content, read.headers["x-karet-draft"], read.headers["etag"]) == (
+        draft,
+        "true",
+        f'"{_md5(draft)}"',
+    )
+    assert client.get("/api/p/cfg/config").content == BLANK
+    stale = client.put("/api/p/cfg/config?draft=true", content=draft, headers={"If-Match": _md5(BLANK)})
+    assert stale.status_code == 412
+    # Publishing a valid config retires the draft.
+    assert client.put("/api/p/cfg/config", content=EDITED).status_code == 200
+    assert client.get("/api/p/cfg/config?draft=true").headers["x-karet-draft"] == "false"
 
 
 def test_put_refuses_an_invalid_slug(api_client):

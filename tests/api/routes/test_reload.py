@@ -48,5 +48,10 @@ def test_config_put_reloads_on_structure_change_only(api_client, reloads):
     assert api_client.put("/api/p/a/config", json=config).status_code == 200
     assert reloads.requests == 1
 
-    assert api_client.put("/api/p/a/config", content=b'{"version": 1}').status_code == 200
+    refused = api_client.put("/api/p/a/config", content=b'{"version": 1}')
+    drafted = api_client.put("/api/p/a/config?draft=true", content=b'{"version": 1}')
+    assert (refused.status_code, drafted.status_code, reloads.requests) == (422, 200, 1)
+
+    config["analytic_tables"].pop()
+    assert api_client.put("/api/p/a/config", json=config).status_code == 200
     assert reloads.requests == 2

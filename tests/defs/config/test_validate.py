@@ -953,7 +953,8 @@ def test_every_structural_error_is_a_detail_with_its_json_pointer():
         },
         {
             "kind": "missing_field",
-            "message": "missing field `input_patterns` at /lookup_mappings/0/children/0/rows/0/input_patterns",
+            "message": "missing field `input_patterns` at "
+            "/lookup_mappings/0/children/0/rows/0/input_patterns",
             "path": "/lookup_mappings/0/children/0/rows/0/input_patterns",
         },
         {"kind": "missing_field", "message": "missing field `mappings` at /mappings", "path": "/mappings"},
