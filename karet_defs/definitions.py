@@ -33,7 +33,7 @@ def build_definitions(store: StoreResource) -> dg.Definitions:
             parts.append(build_pipeline_defs(read_pipeline(stores, slug), slug, store))
         except KaretError as exc:
             _log.warning("pipeline %s skipped: %s: %s", slug, exc.code, exc.message)
-            parts.append(build_broken_pipeline_defs(slug, exc))
+            parts.append(build_broken_pipeline_defs(slug, exc, store))
         names.setdefault(name, slug)
     return dg.Definitions.merge(*parts, dg.Definitions(resources={"store": store}))
 

@@ -6,13 +6,18 @@ and, with it, how the API starts runs. Nothing here is read at import time: call
 ``get_settings()``).
 """
 
+import re
 import tempfile
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Dagster's own rule for asset owners (``dagster._core.definitions.utils.is_valid_owner``), checked here so a
+# bad value is refused with its setting's name rather than failing every pipeline's definitions.
+_OWNER = re.compile(r"team:.+|[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,7}")
 
 
 class Settings(BaseSettings):
@@ -79,11 +84,43 @@ class Settings(BaseSettings):
         description="Versions of each table kept by expiry (the daily maintenance and `POST …/expire`).",
     )
 
+    duckdb_memory_limit: str = Field(
+        default="512MB",
+        pattern=r"(?i)^\s*\d+(\.\d+)?\s*([kmgt]i?b|b)\s*$",
+        validation_alias=AliasChoices("DUCKDB_MEMORY_LIMIT", "duckdb_memory_limit"),
+        description="Memory of each SQL query's DuckDB (Karet's default); beyond it DuckDB spills or fails.",
+    )
+    query_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        validation_alias=AliasChoices("KARET_QUERY_TIMEOUT_SECONDS", "query_timeout_seconds"),
+        description="A SQL query still running after this long is interrupted (`query_timeout`).",
+    )
+    query_max_rows: int = Field(
+        default=10_000,
+        ge=1,
+        validation_alias=AliasChoices("KARET_QUERY_MAX_ROWS", "query_max_rows"),
+        description="Rows a SQL query may answer; more is `result_too_large` (add a LIMIT).",
+    )
+
     lock_dir: Path | None = Field(
         default=None,
         validation_alias=AliasChoices("KARET_LOCK_DIR", "lock_dir"),
         description="Per-pipeline run locks of this host; default inside the data dir or the temp dir.",
     )
+
+    default_owner: str = Field(
+        default="team:karet",
+        validation_alias=AliasChoices("KARET_DEFAULT_OWNER", "default_owner"),
+        description="Owner of every pipeline's assets in Dagster: an email or `team:<name>`.",
+    )
+
+    @field_validator("default_owner")
+    @classmethod
+    def _dagster_owner(cls, value: str) -> str:
+        if not _OWNER.fullmatch(value):
+            raise ValueError(f"KARET_DEFAULT_OWNER must be an email or `team:<name>`, not {value!r}")
+        return value
 
     @property
     def uses_s3(self) -> bool:

@@ -7,15 +7,18 @@ under the pipeline's exclusive lock on this host, so two runs of one pipeline ne
 
 import json
 import re
+from collections.abc import Sequence
 
 import dagster as dg
 
+from karet_defs.catalog import read_pipeline
 from karet_defs.config.models import AnalyticTable, Pipeline
 from karet_defs.config.walk import lookup_ids
 from karet_defs.engine.delta import META_CONFIG_ETAG, META_JOB_ID, META_TRIGGER
 from karet_defs.engine.run import RunReport, TableReport, run_pipeline
 from karet_defs.engine.stats import table_stats
 from karet_defs.errors import KaretError
+from karet_defs.orchestration.describe import describe_assertions, describe_column_source
 from karet_defs.orchestration.jobs import (
     FILE_ERRORS_KEPT,
     TAG_CLEAN_RUN,
@@ -66,15 +69,18 @@ def assertion_check_name(column: str) -> str:
     return "assertions_" + re.sub(r"[^A-Za-z0-9_]", "_", column)
 
 
-def build_external_specs(pipeline: Pipeline, slug: str) -> list[dg.AssetSpec]:
+def build_external_specs(pipeline: Pipeline, slug: str, owners: Sequence[str] = ()) -> list[dg.AssetSpec]:
     """Sources and lookups as external assets, so lineage shows where every table comes from."""
+    read = {m.source_container_id for m in pipeline.mappings}
     specs = [
         dg.AssetSpec(
             source_key(slug, s.id),
-            description=f"{s.name or s.id}: raw {s.format} files under `{s.resolved_prefix(slug)}`",
+            description=f"{s.name or s.id}: raw {s.format} files under `{s.resolved_prefix(slug)}`"
+            + ("" if s.id in read else ". No mapping reads these files yet: add one that feeds a table."),
             group_name=dagster_name(slug),
             kinds={s.format},
             metadata={"dagster/uri": s.resolved_prefix(slug), "path_prefix": s.path_prefix},
+            owners=owners,
         )
         for s in pipeline.source_containers
     ]
@@ -84,13 +90,14 @@ def build_external_specs(pipeline: Pipeline, slug: str) -> list[dg.AssetSpec]:
             description=f"Lookup {lookup.name or lookup.id} ({lookup.match}, {len(lookup.rows)} rows)",
             group_name=dagster_name(slug),
             metadata={"rows": len(lookup.rows), "children": len(lookup.children)},
+            owners=owners,
         )
         for lookup in pipeline.lookup_mappings
     ]
     return specs
 
 
-def _table_spec(pipeline: Pipeline, slug: str, table: AnalyticTable) -> dg.AssetSpec:
+def _table_spec(pipeline: Pipeline, slug: str, table: AnalyticTable, owners: Sequence[str]) -> dg.AssetSpec:
     deps: dict[dg.AssetKey, None] = {}
     for mapping in pipeline.mappings_of_table(table.id):
         if pipeline.source(mapping.source_container_id) is not None:
@@ -105,19 +112,23 @@ def _table_spec(pipeline: Pipeline, slug: str, table: AnalyticTable) -> dg.Asset
         kinds={"polars", "delta"},
         skippable=True,
         metadata={
-            "dagster/column_schema": _declared_schema(table),
+            "dagster/column_schema": _declared_schema(pipeline, table),
             "dagster/uri": keys.table_prefix(slug, table.id),
             "partition_keys": table.partition_keys,
         },
         tags={"karet/pipeline": slug},
+        owners=owners,
     )
 
 
-def _declared_schema(table: AnalyticTable) -> dg.TableSchema:
+def _declared_schema(pipeline: Pipeline, table: AnalyticTable) -> dg.TableSchema:
     return dg.TableSchema(
         columns=[
             dg.TableColumn(
-                c.name, c.type, constraints=dg.TableColumnConstraints(nullable=c.nullable is not False)
+                c.name,
+                c.type,
+                description=describe_column_source(pipeline, table.id, c.name),
+                constraints=dg.TableColumnConstraints(nullable=c.nullable is not False),
             )
             for c in table.schema_
         ]
@@ -140,7 +151,7 @@ def _check_specs(slug: str, table: AnalyticTable) -> list[dg.AssetCheckSpec]:
         dg.AssetCheckSpec(
             assertion_check_name(c.name),
             asset=key,
-            description=f"Assertions on column `{c.name}`: {c.assertions.model_dump(exclude_defaults=True)}",
+            description=describe_assertions(c),
         )
         for c in table.schema_
         if c.assertions is not None
@@ -148,13 +159,13 @@ def _check_specs(slug: str, table: AnalyticTable) -> list[dg.AssetCheckSpec]:
     return specs
 
 
-def build_pipeline_assets(pipeline: Pipeline, slug: str) -> dg.AssetsDefinition:
+def build_pipeline_assets(pipeline: Pipeline, slug: str, owners: Sequence[str] = ()) -> dg.AssetsDefinition:
     """One multi-asset producing every analytic table of the pipeline in a single engine run."""
     tables = list(pipeline.analytic_tables)
 
     @dg.multi_asset(
         name=f"run_{dagster_name(slug)}",
-        specs=[_table_spec(pipeline, slug, t) for t in tables],
+        specs=[_table_spec(pipeline, slug, t, owners) for t in tables],
         check_specs=[spec for t in tables for spec in _check_specs(slug, t)],
         can_subset=True,
         pool=f"karet_{dagster_name(slug)}",
@@ -171,6 +182,8 @@ def build_pipeline_assets(pipeline: Pipeline, slug: str) -> dg.AssetsDefinition:
         stores = build_stores(settings)
         try:
             with executing(context, settings, slug):
+                # The column descriptions name the expressions this run uses, not those of the load.
+                running = read_pipeline(stores, slug)
                 report = run_pipeline(
                     stores,
                     slug,
@@ -189,18 +202,19 @@ def build_pipeline_assets(pipeline: Pipeline, slug: str) -> dg.AssetsDefinition:
                 metadata={"errors": report.errors, "file_errors": [e.to_dict() for e in report.file_errors]},
                 allow_retries=False,
             )
-        current = stores.warehouse
         for table in tables:
             if table.id not in selected:
                 continue
             table_report = report.tables[table.id]
             try:
-                stats = table_stats(current, slug, table.id)
+                stats = table_stats(stores.warehouse, slug, table.id)
             except KaretError as exc:  # the store failed after the engine: the run's cause, with its code
                 raise _failure(exc) from exc
             yield dg.MaterializeResult(
                 asset_key=table_key(slug, table.id),
-                metadata=_table_metadata(slug, table, table_report, report, stats),
+                metadata=_table_metadata(
+                    slug, running, running.table(table.id) or table, table_report, report, stats
+                ),
             )
             yield from _check_results(slug, table, table_report, report)
 
@@ -234,22 +248,26 @@ def _summary_tags(report: RunReport) -> dict[str, str]:
     }
 
 
-def _table_metadata(slug, table, table_report: TableReport, report: RunReport, stats) -> dict[str, object]:
+def _table_metadata(
+    slug, pipeline: Pipeline, table, table_report: TableReport, report: RunReport, stats
+) -> dict[str, object]:
+    # Lists are sorted so two runs that did the same work show the same metadata, whatever the order the
+    # engine finished its files and partitions in.
     version = {} if stats.version is None else {"delta_version": dg.MetadataValue.int(stats.version)}
     return {
         **version,
         "dagster/row_count": dg.MetadataValue.int(stats.row_count),
-        "dagster/column_schema": _declared_schema(table),
+        "dagster/column_schema": _declared_schema(pipeline, table),
         "dagster/uri": dg.MetadataValue.path(keys.table_prefix(slug, table.id)),
         "partitions_written": dg.MetadataValue.int(len(table_report.partitions)),
-        "partitions": dg.MetadataValue.json(table_report.partitions),
+        "partitions": dg.MetadataValue.json(sorted(table_report.partitions, key=_natural)),
         "files_processed": dg.MetadataValue.int(report.files_processed),
         "files_parsed": dg.MetadataValue.int(report.files_parsed),
         "rows_written": dg.MetadataValue.int(table_report.rows_written),
         "rows_deduped": dg.MetadataValue.int(table_report.rows_deduped),
         "file_count": dg.MetadataValue.int(stats.file_count),
         "bytes": dg.MetadataValue.int(stats.bytes),
-        "errors": dg.MetadataValue.json(report.errors),
+        "errors": dg.MetadataValue.json(sorted(report.errors)),
         "quarantined_files": dg.MetadataValue.json(sorted(table_report.quarantined)),
         "file_errors": dg.MetadataValue.json(_file_errors_of(table_report, report)),
     }
@@ -257,7 +275,13 @@ def _table_metadata(slug, table, table_report: TableReport, report: RunReport, s
 
 def _file_errors_of(table_report: TableReport, report: RunReport) -> list[dict[str, object]]:
     held = set(table_report.quarantined)
-    return [e.to_dict() for e in report.file_errors if e.file in held][:FILE_ERRORS_KEPT]
+    rows = sorted((e for e in report.file_errors if e.file in held), key=lambda e: (e.file, e.line, e.column))
+    return [e.to_dict() for e in rows[:FILE_ERRORS_KEPT]]
+
+
+def _natural(text: str) -> list[str | int]:
+    """Sort key reading digit runs as numbers: ``month=9`` before ``month=10``."""
+    return [int(part) if i % 2 else part for i, part in enumerate(re.split(r"(\d+)", text))]
 
 
 def _check_results(slug: str, table: AnalyticTable, table_report: TableReport, report: RunReport):
@@ -292,4 +316,5 @@ def _check_results(slug: str, table: AnalyticTable, table_report: TableReport, r
             check_name=assertion_check_name(column.name),
             passed=not violations,
             metadata={"violations": violations},
+            description="; ".join(violations) or None,
         )

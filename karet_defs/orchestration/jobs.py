@@ -1,8 +1,10 @@
 """Run tags and the per-pipeline job; tag names live here only."""
 
 import re
+from collections.abc import Mapping
 
 import dagster as dg
+from dagster._core.storage.tags import USER_TAG
 
 TAG_PIPELINE = "karet/pipeline"
 TAG_TRIGGER = "karet/trigger"
@@ -23,6 +25,10 @@ TAG_RESTORE_RESULT = "karet/restore_result"
 TAG_MAINTENANCE_ERROR = "karet/maintenance_error"
 
 TRIGGERS = ("manual", "webhook", "sensor", "api", "schedule")
+# The Dagster UI names a run's origin from `user` (shown as given), then `dagster/schedule_name` and
+# `dagster/sensor_name`, which Dagster sets itself on schedule and sensor runs; anything else reads "Manually
+# launched" (ui-core `runs/CreatedByTag.tsx`). So the runs Karet creates name their trigger in `user`.
+LAUNCHED_BY = {"manual": "Karet: manual run", "api": "Karet: worker API", "webhook": "Karet: S3 webhook"}
 
 
 NOTHING_PUBLISHED = "nothing was published"
@@ -40,6 +46,12 @@ def dagster_name(slug: str) -> str:
 
 def run_tags(slug: str, *, trigger: str = "manual", clean_run: bool = False) -> dict[str, str]:
     return {TAG_PIPELINE: slug, TAG_TRIGGER: trigger, TAG_CLEAN_RUN: "true" if clean_run else "false"}
+
+
+def launch_tags(tags: Mapping[str, str]) -> dict[str, str]:
+    """Dagster's own launch tag for a run Karet creates with these tags (none for the daemon's triggers)."""
+    launched_by = LAUNCHED_BY.get(tags.get(TAG_TRIGGER, ""))
+    return {USER_TAG: launched_by} if launched_by else {}
 
 
 def build_pipeline_job(slug: str, asset_keys: list[dg.AssetKey]):

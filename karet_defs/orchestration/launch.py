@@ -28,6 +28,7 @@ from karet_defs.orchestration.jobs import (
     TAG_FILES_PROCESSED,
     TAG_PARTITIONS_WRITTEN,
     dagster_name,
+    launch_tags,
     run_tags,
 )
 from karet_defs.orchestration.liveness import fail_dead_runs, process_tag
@@ -92,10 +93,11 @@ def create_job_run(
     """
     job = _repository().get_reconstructable_job(job_name)
     job_def = job.get_definition()
+    tags = {**job_def.run_tags, **tags}
     run = instance.create_run_for_job(
         job_def=job_def,
         run_config=run_config,
-        tags={**job_def.run_tags, **tags, **process_tag()},
+        tags={**tags, **launch_tags(tags), **process_tag()},
         job_code_origin=job.get_python_origin(),
     )
     return PreparedRun(job, run)
@@ -199,7 +201,7 @@ def submit_job_run(
             repository_location_name=LOCATION_NAME,
             repository_name=SINGLETON_REPOSITORY_NAME,
             run_config=run_config,
-            tags=tags,
+            tags={**tags, **launch_tags(tags)},
         )
         try:
             return submit()

@@ -17,21 +17,37 @@ run of the pipeline is queued or running, or ended less than ``RUN_END_GRACE_SEC
 follow-up run is created the moment the current one ends, and its claims land just after. Records are
 read-modify-written without a cross-process lock: a lost update only drops a claim, which can cost one
 extra run, never a missed file.
+
+A tick also observes each source's raw-files asset (file count, bytes, newest file) when what it listed
+under that source differs from the last tick, so lineage shows when raw files last changed. The summaries'
+digests ride in the tick's cursor beside the change cursor; an unchanged listing reports nothing.
 """
 
+import hashlib
+import json
 import threading
 import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 
 import dagster as dg
 
 from karet_defs.config.models import Pipeline
 from karet_defs.engine.read import SOURCE_EXTENSIONS
+from karet_defs.orchestration.assets import source_key
 from karet_defs.orchestration.jobs import TAG_PIPELINE, dagster_name, run_tags
 from karet_defs.orchestration.liveness import dead_process, fail_dead_runs
 from karet_defs.orchestration.resources import StoreResource
 from karet_defs.settings import Settings
-from karet_defs.store.base import Stores
-from karet_defs.store.changes import ChangeCursor, Watch, batch_digest, detect_changes, list_watched
+from karet_defs.store.base import ObjectInfo, Stores
+from karet_defs.store.changes import (
+    ChangeCursor,
+    Watch,
+    batch_digest,
+    detect_changes,
+    list_watched,
+    version_of,
+)
 from karet_defs.store.factory import build_stores
 from karet_defs.store.s3 import S3Store
 
@@ -84,6 +100,10 @@ def build_raw_files_sensor(
     most of the idle cost of 200 pipelines); this way an idle tick never touches the instance at all.
     """
     watch = raw_files_watch(pipeline, slug)
+    sources = [
+        (source.id, source.resolved_prefix(slug), SOURCE_EXTENSIONS[source.format])
+        for source in pipeline.source_containers
+    ]
 
     @dg.sensor(
         name=sensor_name(slug),
@@ -94,33 +114,104 @@ def build_raw_files_sensor(
     )
     def _raw_files(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         settings = store.settings()
+        listed = {source_id: SourceFiles() for source_id, _, _ in sources}
+        previous = ChangeCursor.from_json(context.cursor)
         changes = detect_changes(
-            list_watched(_stores_for(settings).lake, watch), ChangeCursor.from_json(context.cursor)
+            _tallied(list_watched(_stores_for(settings).lake, watch), sources, listed), previous
         )
-        cursor = changes.cursor.to_json()
+        digests = {source_id: files.digest() for source_id, files in listed.items()}
+        before = _listed_digests(context.cursor)
+        observed = [
+            files.observation(source_key(slug, source_id))
+            for source_id, files in listed.items()
+            if digests[source_id] != before.get(source_id)
+        ]
+        cursor = _tick_cursor(changes.cursor, digests)
         if not changes.changed:
-            return dg.SensorResult(skip_reason="no new or changed raw files", cursor=cursor)
+            return dg.SensorResult(
+                skip_reason="no new or changed raw files", cursor=cursor, asset_events=observed
+            )
         covered = read_coverage(context.instance, WEBHOOK, slug)
         fresh = [info for info in changes.changed if not covered.covers(info)]
         if not fresh:
             reason = f"{len(changes.changed)} new or changed file(s), all covered by webhook runs"
-            return dg.SensorResult(skip_reason=reason, cursor=cursor)
+            return dg.SensorResult(skip_reason=reason, cursor=cursor, asset_events=observed)
         busy = active_run(context.instance, slug, stale_after=settings.orphan_after_seconds)
         if busy is None and ended_within(context.instance, slug, grace_seconds):
             busy = "that just ended"
         if busy is not None:
-            # Keep the old cursor: the same files are looked at again once the pipeline is idle.
+            # Keep the old change cursor: the same files are looked at again once the pipeline is idle.
             return dg.SensorResult(
-                skip_reason=f"{len(fresh)} new or changed file(s) wait for run {busy} of `{slug}`"
+                skip_reason=f"{len(fresh)} new or changed file(s) wait for run {busy} of `{slug}`",
+                cursor=_tick_cursor(previous, digests),
+                asset_events=observed,
             )
         write_coverage(context.instance, SENSOR, slug, changes.cursor)
         context.log.info("%d new or changed file(s) for `%s`, e.g. %s", len(fresh), slug, fresh[0].key)
         request = dg.RunRequest(
             run_key=f"{len(fresh)}:{batch_digest(fresh)}", tags=run_tags(slug, trigger="sensor")
         )
-        return dg.SensorResult(run_requests=[request], cursor=cursor)
+        return dg.SensorResult(run_requests=[request], cursor=cursor, asset_events=observed)
 
     return _raw_files
+
+
+@dataclass
+class SourceFiles:
+    """What one tick listed under one source: how many raw files, their bytes, the newest one."""
+
+    count: int = 0
+    bytes: int = 0
+    newest: ObjectInfo | None = None
+
+    def add(self, info: ObjectInfo) -> None:
+        self.count += 1
+        self.bytes += info.size
+        newest = self.newest
+        if newest is None or (info.last_modified, info.key) > (newest.last_modified, newest.key):
+            self.newest = info
+
+    def digest(self) -> str:
+        newest = "" if self.newest is None else f"{self.newest.key}\0{version_of(self.newest)}"
+        return hashlib.sha256(f"{self.count}\0{self.bytes}\0{newest}".encode()).hexdigest()[:16]
+
+    def observation(self, key: dg.AssetKey) -> dg.AssetObservation:
+        metadata: dict[str, dg.RawMetadataValue] = {
+            "file_count": dg.MetadataValue.int(self.count),
+            "total_bytes": dg.MetadataValue.int(self.bytes),
+        }
+        if self.newest is not None:
+            stamp = self.newest.last_modified.timestamp()
+            metadata["newest_file"] = dg.MetadataValue.path(self.newest.key)
+            metadata["last_modified"] = dg.MetadataValue.timestamp(stamp)
+            # Dagster's freshness checks read an observed asset's update time from this key.
+            metadata["dagster/last_updated_timestamp"] = dg.MetadataValue.timestamp(stamp)
+        return dg.AssetObservation(asset_key=key, metadata=metadata)
+
+
+def _tallied(
+    infos: Iterable[ObjectInfo],
+    sources: list[tuple[str, str, tuple[str, ...]]],
+    listed: dict[str, SourceFiles],
+) -> Iterator[ObjectInfo]:
+    """Pass a listing through, adding each file to the summary of every source that reads it."""
+    for info in infos:
+        lowered = info.key.lower()
+        for source_id, prefix, extensions in sources:
+            if info.key.startswith(prefix) and lowered.endswith(extensions):
+                listed[source_id].add(info)
+        yield info
+
+
+def _tick_cursor(changes: ChangeCursor, digests: dict[str, str]) -> str:
+    # One JSON object: the change cursor's own fields, which ``ChangeCursor.from_json`` reads (ignoring the
+    # rest), beside the digests of the sources' listings.
+    fields = {**json.loads(changes.to_json()), "listed": digests}
+    return json.dumps(fields, separators=(",", ":"), sort_keys=True)
+
+
+def _listed_digests(cursor: str | None) -> dict[str, str]:
+    return dict(json.loads(cursor).get("listed", {})) if cursor else {}
 
 
 def coverage_key(trigger: str, slug: str) -> str:

@@ -1,12 +1,15 @@
 """Definitions built from the store: several pipelines load, a broken one is replaced by a visible marker."""
 
 import dagster as dg
+import pytest
+from pydantic import ValidationError
 
 from karet_defs.definitions import build_definitions
-from karet_defs.orchestration.pipeline import CONFIG_ERROR_METADATA
+from karet_defs.orchestration.pipeline import CONFIG_ERROR_METADATA, config_key
 from karet_defs.orchestration.resources import StoreResource
+from karet_defs.settings import Settings
 from karet_defs.templates import install_template
-from tests.factories import put_config
+from tests.factories import col, make_pipeline, put_config
 
 
 def _load(settings) -> dg.Definitions:
@@ -59,3 +62,53 @@ def test_invalid_config_marker_names_the_validation_error(local_settings, local_
     assert marker.metadata[CONFIG_ERROR_METADATA] == "config_invalid"
     assert "dangling source_container reference to `nope`" in marker.description
     assert graph.has(dg.AssetKey(["ok", "transactions"]))
+
+
+def test_a_pipeline_without_tables_shows_its_group_and_what_to_add(local_settings, local_stores):
+    install_template(local_stores, "empty", "blank")
+    config = make_pipeline(
+        source_columns=[("a", "string")], columns=[("a", col("a"))], table_schema=[], path_prefix="in/"
+    )
+    put_config(local_stores, "started", {**config, "mappings": [], "analytic_tables": []})
+
+    defs = _load(local_settings)
+    dg.Definitions.validate_loadable(defs)
+    graph = defs.resolve_asset_graph()
+
+    empty = graph.get(config_key("empty"))
+    assert empty.group_name == "empty"
+    assert "`empty` has no analytic tables yet" in (empty.description or "")
+    assert "add a source container" in (empty.description or "")
+    started = {k.to_user_string(): graph.get(k) for k in graph.get_all_asset_keys() if k.path[0] == "started"}
+    assert set(started) == {"started/pipeline_config", "started/raw/src"}
+    assert "add an analytic table and a mapping that fills it from `src`" in (
+        started["started/pipeline_config"].description or ""
+    )
+    assert "No mapping reads these files yet" in (started["started/raw/src"].description or "")
+    assert {g.group_name for g in started.values()} == {"started"}
+    assert defs.jobs is None or not any(j.name in ("empty", "started") for j in defs.jobs)
+
+
+def test_every_asset_is_owned_by_the_default_owner(local_settings, local_stores, monkeypatch):
+    monkeypatch.delenv("KARET_DEFAULT_OWNER", raising=False)
+    install_template(local_stores, "spending", "spending")
+    install_template(local_stores, "empty", "blank")
+    put_config(local_stores, "broken", "{")
+
+    graph = _load(local_settings).resolve_asset_graph()
+
+    owners = {k.to_user_string(): graph.get(k).owners for k in graph.get_all_asset_keys()}
+    assert set(owners) >= {"spending/transactions", "spending/raw/transactions_raw", "empty/pipeline_config"}
+    assert set(map(tuple, owners.values())) == {("team:karet",)}
+
+    monkeypatch.setenv("KARET_DEFAULT_OWNER", "data@example.com")
+    graph = _load(local_settings).resolve_asset_graph()
+    assert graph.get(dg.AssetKey(["spending", "transactions"])).owners == ["data@example.com"]
+    assert graph.get(config_key("broken")).owners == ["data@example.com"]
+
+
+@pytest.mark.parametrize("owner", ["karet", "team:", "someone@localhost"])
+def test_an_owner_dagster_would_refuse_is_refused_by_its_setting(owner, monkeypatch):
+    monkeypatch.setenv("KARET_DEFAULT_OWNER", owner)
+    with pytest.raises(ValidationError, match="KARET_DEFAULT_OWNER must be an email or `team:<name>`"):
+        Settings()

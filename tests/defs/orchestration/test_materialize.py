@@ -10,6 +10,7 @@ from karet_defs.orchestration.launch import execute_pipeline_run, failure_messag
 from karet_defs.orchestration.pipeline import build_pipeline_defs
 from karet_defs.orchestration.resources import StoreResource
 from karet_defs.templates import install_template
+from tests.factories import put_raw
 
 
 def test_materialize_demo_records_metadata_and_checks(local_settings, local_stores):
@@ -104,3 +105,42 @@ def test_config_broken_after_load_fails_the_run_with_the_cause(local_settings, l
         failure = failure_message(instance, result.run_id)
     assert not result.success
     assert failure is not None and failure.startswith("config_parse_failed: ")
+
+
+def test_metadata_lists_are_in_a_stable_order(local_settings, local_stores):
+    install_template(local_stores, "spending", "spending")
+    raw = "pipelines/spending/transactions/"
+    put_raw(
+        local_stores,
+        raw + "autumn.csv",
+        "date,description,amount,account\n2025-11-02,X,1,visa\n2025-09-02,Y,2,visa\n2025-10-02,Z,3,visa\n",
+    )
+    for name in ("z-bad.csv", "a-bad.csv"):  # each held back for its empty amounts
+        put_raw(
+            local_stores,
+            raw + name,
+            "date,description,amount,account\n2026-04-01,X,,visa\n2026-04-02,Y,,visa\n",
+        )
+    store = StoreResource(data_dir=str(local_settings.data_dir))
+    defs = build_pipeline_defs(read_pipeline(local_stores, "spending"), "spending", store)
+
+    with dg.instance_for_test() as instance:
+        dg.materialize(list(defs.assets or []), resources={"store": store}, instance=instance)
+        event = instance.get_latest_materialization_event(dg.AssetKey(["spending", "transactions"]))
+    metadata = event.asset_materialization.metadata
+
+    assert metadata["partitions"].value == [
+        "year=2025/month=9",
+        "year=2025/month=10",
+        "year=2025/month=11",
+        "year=2026/month=4",
+        "year=2026/month=5",
+    ]
+    assert metadata["quarantined_files"].value == [raw + "a-bad.csv", raw + "z-bad.csv"]
+    assert [(e["file"], e["line"]) for e in metadata["file_errors"].value] == [
+        (raw + "a-bad.csv", 2),
+        (raw + "a-bad.csv", 3),
+        (raw + "z-bad.csv", 2),
+        (raw + "z-bad.csv", 3),
+    ]
+    assert metadata["errors"].value == sorted(metadata["errors"].value)

@@ -300,11 +300,14 @@ def test_a_tick_waits_while_a_run_of_the_pipeline_is_in_flight(ticker):
 
     waiting = ticker.tick()
 
-    assert waiting.run_requests == [] and waiting.cursor is None
+    assert waiting.run_requests == [] and ChangeCursor.from_json(waiting.cursor) == ChangeCursor()
     assert f"wait for run {run.run_id}" in str(waiting.skip_reason)
+    # The file is observed at once, and once: waiting keeps the change cursor, not the listing's digest.
+    assert [e.metadata["file_count"].value for e in waiting.asset_events] == [1]
     _finish(ticker.instance, run)
     ticker.grace_seconds = 60.0
-    assert "just ended" in str(ticker.tick().skip_reason)
+    grace = ticker.tick()
+    assert "just ended" in str(grace.skip_reason) and grace.asset_events == []
     ticker.grace_seconds = 0.0
     assert ticker.batch() == 1
 
@@ -316,3 +319,64 @@ def test_a_run_silent_past_the_orphan_limit_does_not_hold_the_sensor(ticker, mon
     time.sleep(0.05)
 
     assert ticker.batch() == 1
+
+
+TWO_SOURCES = {
+    **CONFIG,
+    "source_containers": [
+        *CONFIG["source_containers"],
+        {
+            "id": "notes",
+            "name": "Notes",
+            "path_prefix": "notes/",
+            "schema": [{"name": "a", "type": "string"}],
+        },
+    ],
+}
+
+
+def test_ticks_observe_a_source_only_when_its_listing_changed(settings, stores, instance, s3_env):
+    ticker = _ticker(settings, stores, instance, TWO_SOURCES)
+    ticker.put("jan.csv", b"a\n1\n")
+    ticker.put("feb.csv", b"a\n22\n")
+    ticker.put("readme.txt", b"not a file the source reads")
+
+    first = ticker.tick()
+
+    raw, notes = (dg.AssetKey([ticker.slug, "raw", source]) for source in ("src", "notes"))
+    assert [e.asset_key for e in first.asset_events] == [raw, notes]
+    newest = max((ticker.head(n) for n in ("jan.csv", "feb.csv")), key=lambda i: (i.last_modified, i.key))
+    stamp = newest.last_modified.timestamp()
+    assert {k: v.value for k, v in first.asset_events[0].metadata.items()} == {
+        "file_count": 2,
+        "total_bytes": 9,
+        "newest_file": newest.key,
+        "last_modified": stamp,
+        "dagster/last_updated_timestamp": stamp,
+    }
+    assert {k: v.value for k, v in first.asset_events[1].metadata.items()} == {
+        "file_count": 0,
+        "total_bytes": 0,
+    }
+    assert ticker.tick().asset_events == []  # an unchanged listing reports nothing
+
+    stores.lake.put(f"pipelines/{ticker.slug}/notes/n.csv", b"a\n1\n")
+    assert [e.asset_key for e in ticker.tick().asset_events] == [notes]
+
+    stores.lake.delete(ticker.raw + "jan.csv")
+    deleted = ticker.tick()
+    assert deleted.run_requests == []
+    assert [(e.asset_key, e.metadata["file_count"].value) for e in deleted.asset_events] == [(raw, 1)]
+
+
+def test_an_observation_the_daemon_records_is_the_raw_assets_last_observation(ticker):
+    ticker.put("jan.csv")
+    key = dg.AssetKey([ticker.slug, "raw", "src"])
+
+    for event in ticker.tick().asset_events:  # what the daemon does with a tick's asset events
+        ticker.instance.report_runless_asset_event(event)
+
+    [record] = ticker.instance.fetch_observations(key, limit=1).records
+    observation = record.asset_observation
+    assert observation is not None and observation.metadata["file_count"].value == 1
+    assert observation.metadata["newest_file"].value == ticker.raw + "jan.csv"
