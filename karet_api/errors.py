@@ -2,7 +2,9 @@
 
 Statuses come from a table keyed by class and resolved along the MRO, so a new subclass inherits its family's
 status. Framework errors (unknown route, wrong method, bad request body) and unexpected exceptions answer in
-the same envelope; no stack trace reaches a client.
+the same envelope; no stack trace reaches a client. The KalamDB-style routes under ``/v1/api`` answer in
+KalamDB's envelope instead (``{"status": "error", "results": [], "took", "error": {"code", "message",
+"details"}}``), from a second table of the same kind (``kalam_error_response``).
 """
 
 import logging
@@ -20,8 +22,13 @@ from karet_defs.errors import (
     KaretError,
     NotFound,
     PayloadTooLarge,
+    PipelineNotFound,
     PreconditionFailed,
+    QueryNotAllowed,
+    QueryTableNotFound,
+    QueryTimeout,
     RateLimited,
+    ResultTooLarge,
     StoreError,
     Unauthorized,
     Unprocessable,
@@ -53,6 +60,24 @@ _ERROR_BODY = {"application/json": {"schema": {"$ref": "#/components/schemas/Err
 _FRAMEWORK_SCHEMAS = ("HTTPValidationError", "ValidationError")
 
 
+# KalamDB's codes (seed 002): a namespace is a pipeline, so a missing pipeline is a missing table there.
+KALAM_BY_ERROR: dict[type[KaretError], tuple[int, str]] = {
+    QueryNotAllowed: (403, "PERMISSION_DENIED"),
+    QueryTableNotFound: (404, "TABLE_NOT_FOUND"),
+    PipelineNotFound: (404, "TABLE_NOT_FOUND"),
+    NotFound: (404, "NOT_FOUND"),
+    QueryTimeout: (400, "QUERY_TIMEOUT"),
+    ResultTooLarge: (400, "RESULT_TOO_LARGE"),
+    BadRequest: (400, "INVALID_SQL"),
+    Unprocessable: (400, "INVALID_SQL"),
+    Unauthorized: (401, "UNAUTHORIZED"),
+    PayloadTooLarge: (413, "PAYLOAD_TOO_LARGE"),
+    RateLimited: (429, "RATE_LIMIT_EXCEEDED"),
+    StoreError: (503, "CLUSTER_UNAVAILABLE"),
+}
+_KALAM_INTERNAL = (500, "INTERNAL_ERROR")
+
+
 def status_for(error: KaretError) -> int:
     """The HTTP status of an error: the entry of the nearest class in its MRO, else 500."""
     for cls in type(error).__mro__:
@@ -66,6 +91,24 @@ def error_response(error: KaretError) -> JSONResponse:
     if isinstance(error, RateLimited):
         headers["Retry-After"] = str(error.retry_after)
     return JSONResponse(error.to_dict(), status_code=status_for(error), headers=headers)
+
+
+def kalam_error_response(error: KaretError, took_ms: float) -> JSONResponse:
+    """``error`` in KalamDB's envelope; ``details`` keeps Karet's own code and details."""
+    status, code = next(
+        (KALAM_BY_ERROR[cls] for cls in type(error).__mro__ if cls in KALAM_BY_ERROR), _KALAM_INTERNAL
+    )
+    details: dict[str, Any] = {"karet_error": error.code, **error.extra}
+    if error.details:
+        details["details"] = error.details
+    body = {
+        "status": "error",
+        "results": [],
+        "took": round(took_ms, 3),
+        "error": {"code": code, "message": error.message, "details": details},
+    }
+    headers = {"Retry-After": str(error.retry_after)} if isinstance(error, RateLimited) else {}
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def register_error_handlers(app: FastAPI) -> None:

@@ -18,6 +18,8 @@ from karet_api.routes import (
     jobs,
     pipelines,
     preview,
+    query,
+    sql_api,
     table_versions,
     tables,
     transfer,
@@ -30,7 +32,18 @@ from karet_defs.scratch import reap_orphans
 from karet_defs.settings import Settings, get_settings
 from karet_defs.store.factory import build_stores
 
-PROTECTED_ROUTERS = (pipelines, transfer, config, dashboards, tables, table_versions, jobs, preview, files)
+PROTECTED_ROUTERS = (
+    pipelines,
+    transfer,
+    config,
+    dashboards,
+    tables,
+    table_versions,
+    query,
+    jobs,
+    preview,
+    files,
+)
 SHUTDOWN_GRACE_SECONDS = 60.0
 
 
@@ -69,6 +82,7 @@ def create_app(settings: Settings | None = None, instance: dg.DagsterInstance | 
     app.include_router(worker.router)
     app.include_router(auth.router)
     app.include_router(events.router)
+    app.include_router(sql_api.router)  # bearer auth of its own, refusals in KalamDB's envelope
     for module in PROTECTED_ROUTERS:
         app.include_router(module.router, dependencies=[Depends(require_user)])
     register_error_handlers(app)

@@ -12,15 +12,23 @@ into these classes at the store and engine boundaries; HTTP status codes are cho
     │   ├── InvalidPrefix               invalid_prefix
     │   ├── ConfigReadFailed            config_read_failed
     │   ├── ConfigParseFailed           config_parse_failed
-    │   └── ConfigInvalid               config_invalid
+    │   ├── ConfigInvalid               config_invalid
+    │   ├── InvalidQuery                invalid_query (a saved query that does not plan)
+    │   └── QueryError                  query_error (DuckDB refused or failed the SQL)
+    │       ├── QueryTableNotFound      query_error (the SQL names a relation the pipeline lacks)
+    │       ├── QueryNotAllowed         query_not_allowed (not one SELECT, or a file/network access)
+    │       ├── QueryTimeout            query_timeout (interrupted at the time limit)
+    │       └── ResultTooLarge          result_too_large (more rows than the row cap)
     ├── Unauthorized                    401  unauthorized, invalid_credentials, wrong_password
     ├── NotFound                        404  not_found
     │   ├── ObjectNotFound              not_found (a store key is missing)
     │   ├── PipelineConfigNotFound      pipeline_config_not_found
     │   ├── PipelineNotFound            pipeline_not_found
     │   ├── DashboardNotFound           dashboard_not_found
+    │   ├── SavedQueryNotFound          query_not_found
     │   └── TableVersionNotFound        version_not_found (``engine.delta``)
     ├── Conflict                        409  already_exists, already_initialized
+    │   ├── NameTaken                   name_taken (a saved query of that id exists)
     │   └── LegacyTableError            legacy_table_invalid (``engine.migrate_tables``)
     ├── PreconditionFailed              412  etag_mismatch
     ├── PayloadTooLarge                 413  payload_too_large, zip_too_large, zip_expands_too_large
@@ -28,6 +36,9 @@ into these classes at the store and engine boundaries; HTTP status codes are cho
     │   ├── ConfigSchemaError           schema (the body is not a pipeline config)
     │   ├── ValidationFailed            <first error kind>, details = every error
     │   ├── InvalidSlug                 invalid_slug
+    │   ├── MissingSql                  missing_sql
+    │   ├── QueryTooLong                query_too_long
+    │   ├── MissingFields               missing_fields
     │   └── ExpressionError             expression_error
     ├── RateLimited                     429  rate_limited, server_busy (with ``retry_after`` seconds)
     └── StoreError                      503  s3_error
@@ -88,6 +99,36 @@ class InvalidPrefix(BadRequest):
     code = "invalid_prefix"
 
 
+class InvalidQuery(BadRequest):
+    """A query to be saved does not plan (``LIMIT 0``) over the pipeline's tables."""
+
+    code = "invalid_query"
+
+
+class QueryError(BadRequest):
+    """DuckDB refused or failed a query: a syntax, binder or conversion error, or a resource limit."""
+
+    code = "query_error"
+
+
+class QueryTableNotFound(QueryError):
+    """The SQL names a table or schema the pipeline does not have (Karet's code stays ``query_error``)."""
+
+
+class QueryNotAllowed(QueryError):
+    """Not exactly one read-only SELECT, or an attempt to reach files, extensions or settings."""
+
+    code = "query_not_allowed"
+
+
+class QueryTimeout(QueryError):
+    code = "query_timeout"
+
+
+class ResultTooLarge(QueryError):
+    code = "result_too_large"
+
+
 class ConfigReadFailed(BadRequest):
     code = "config_read_failed"
 
@@ -124,8 +165,16 @@ class DashboardNotFound(NotFound):
     code = "dashboard_not_found"
 
 
+class SavedQueryNotFound(NotFound):
+    code = "query_not_found"
+
+
 class Conflict(KaretError):
     code = "already_exists"
+
+
+class NameTaken(Conflict):
+    code = "name_taken"
 
 
 class PreconditionFailed(KaretError):
@@ -168,6 +217,18 @@ class InvalidSlug(Unprocessable):
 
 class ExpressionError(Unprocessable):
     code = "expression_error"
+
+
+class MissingSql(Unprocessable):
+    code = "missing_sql"
+
+
+class QueryTooLong(Unprocessable):
+    code = "query_too_long"
+
+
+class MissingFields(Unprocessable):
+    code = "missing_fields"
 
 
 class RateLimited(KaretError):

@@ -29,7 +29,14 @@ SETTLE_SECONDS = 300.0
 MAX_WINDOW = 10_000
 _CURSOR_VERSION = 1
 # Folders under ``pipelines/<slug>/`` that Karet itself writes: never raw input, whatever a prefix says.
-_OWN_FOLDERS = frozenset({keys.TABLES_FOLDER.rstrip("/"), keys.DRAFTS_FOLDER.rstrip("/"), "dashboards"})
+_OWN_FOLDERS = frozenset(
+    {
+        keys.TABLES_FOLDER.rstrip("/"),
+        keys.DRAFTS_FOLDER.rstrip("/"),
+        keys.QUERIES_FOLDER.rstrip("/"),
+        "dashboards",
+    }
+)
 
 
 def version_of(info: ObjectInfo) -> str:
@@ -193,7 +200,8 @@ def list_watched(store: ObjectStore, watch: Watch) -> Iterator[ObjectInfo]:
 
 
 def is_karet_output(key: str) -> bool:
-    """Keys Karet writes itself (configs, dashboards, tables under ``clean/``): never run triggers."""
+    """Keys Karet writes itself (configs, dashboards, saved queries, tables under ``clean/``): never run
+    triggers."""
     if not key.startswith(keys.PIPELINES_PREFIX):
         return False
     parts = key.split("/")

@@ -4,6 +4,7 @@ PIPELINES_PREFIX = "pipelines/"
 CONFIG_NAME = "pipeline.json"
 TABLES_FOLDER = "clean/"  # under a pipeline's prefix: one Delta table per analytic table
 DRAFTS_FOLDER = "drafts/"  # the editor's unvalidated config, beside the live one
+QUERIES_FOLDER = "queries/"  # saved SQL queries, one ``<id>.json`` each
 
 
 def pipeline_prefix(slug: str) -> str:
@@ -16,6 +17,10 @@ def config_key(slug: str) -> str:
 
 def draft_config_key(slug: str) -> str:
     return f"{pipeline_prefix(slug)}{DRAFTS_FOLDER}{CONFIG_NAME}"
+
+
+def queries_prefix(slug: str) -> str:
+    return f"{pipeline_prefix(slug)}{QUERIES_FOLDER}"
 
 
 def table_prefix(slug: str, table_id: str) -> str:
