@@ -1,11 +1,18 @@
 """The ``karet`` command: ``dev`` (Dagster UI, daemon and API with a demo), ``api``, ``worker``,
-``instance-yaml``, ``validate``, ``run``, ``migrate``.
+``instance-yaml``, ``validate``, ``run``, ``migrate``, ``sql``.
+
+``dev`` serves on the loopback and refuses at once a port already in use; its internal code server takes a
+free port, so several ``dev`` on one host (each with its own ports, data directory and ``DAGSTER_HOME``)
+never reach each other's processes.
 
 ``KARET_DEPLOYMENT`` (embedded, production, distributed) selects which of the instance configurations shipped
 in ``karet_defs/instance/`` becomes ``$DAGSTER_HOME/dagster.yaml``.
 """
 
 import argparse
+import errno
+import fcntl
+import http.client
 import json
 import os
 import shutil
@@ -13,14 +20,24 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+import urllib.request
 import uuid
+from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
+from typing import IO, TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import uvicorn
 
 DEFINITIONS_MODULE = "karet_defs.definitions"
 DEMO_SLUG = "spending"
 LOCATION_NAME = "karet"
+LOOPBACK = "127.0.0.1"
+HOME_LOCK = "karet-dev.lock"
+START_TIMEOUT = 120.0
 DEPLOYMENTS = ("embedded", "production", "distributed")
 # What each shipped instance reads from the environment when a Dagster process loads it.
 REQUIRED_ENV = {
@@ -127,27 +144,139 @@ def _spawn(args: list[str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(args, start_new_session=True)
 
 
-def _wait_for_code_server(port: int, timeout: float) -> None:
+def _listen(port: int, flag: str) -> socket.socket:
+    """A socket listening on the loopback ``port``, or a refusal naming the flag that picks another one."""
+    sock = socket.socket()
+    # As uvicorn does: connections of an earlier run still in TIME_WAIT do not make the port busy.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((LOOPBACK, port))
+        sock.listen()
+    except OSError as exc:
+        sock.close()
+        busy = "is in use (another karet dev?)" if exc.errno == errno.EADDRINUSE else f"is not usable ({exc})"
+        raise SystemExit(f"port {port} {busy}: pass {flag} <free port>") from exc
+    return sock
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((LOOPBACK, 0))
+        return int(sock.getsockname()[1])
+
+
+def _claim_home(home: Path) -> IO[bytes]:
+    """Hold ``home`` for this ``karet dev`` until the returned file is closed.
+
+    A second ``karet dev`` on the same home would rewrite the workspace.yaml the first one's webserver and
+    daemon read, and share its runs.
+    """
+    lock = (home / HOME_LOCK).open("wb")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        raise SystemExit(
+            f"DAGSTER_HOME {home} is in use by another karet dev: set DAGSTER_HOME to another directory"
+        ) from None
+    return lock
+
+
+def _check_running(children: dict[str, subprocess.Popen[bytes]], api: threading.Thread) -> None:
+    """Refuse to go on with a part missing: a webserver that lost its port leaves no instance to run."""
+    for name, child in children.items():
+        if child.poll() is not None:
+            raise SystemExit(f"the {name} exited (code {child.returncode}): karet dev stops")
+    if not api.is_alive():
+        raise SystemExit("the Karet API stopped: karet dev stops")
+
+
+def _wait_for_code_server(
+    children: dict[str, subprocess.Popen[bytes]], api: threading.Thread, port: int
+) -> None:
     """Block until the code server answers health checks (it has loaded the definitions)."""
     from dagster._grpc.client import DagsterGrpcClient
 
-    client = DagsterGrpcClient(port=port, host="127.0.0.1")
-    deadline = time.monotonic() + timeout
+    client = DagsterGrpcClient(port=port, host=LOOPBACK)
+    deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
+        _check_running(children, api)
         with socket.socket() as probe:
             # The gRPC client prints every refused connection; ask it only once the port is open.
-            listening = probe.connect_ex(("127.0.0.1", port)) == 0
+            listening = probe.connect_ex((LOOPBACK, port)) == 0
         if listening and client.health_check_query() == "SERVING":
             return
         time.sleep(0.5)
-    raise SystemExit(f"the Dagster code server did not start on port {port} within {timeout:.0f} s")
+    raise SystemExit(f"the Dagster code server did not start on port {port} within {START_TIMEOUT:.0f} s")
+
+
+def _local_http(request: urllib.request.Request | str) -> bytes | None:
+    """The body of a 200 answer from a loopback server, or None while it does not answer."""
+    # No proxy from the environment: it would answer for 127.0.0.1 in place of our own servers.
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(request, timeout=5) as response:
+            return bytes(response.read())
+    except (OSError, http.client.HTTPException):
+        return None
+
+
+_WORKSPACE_QUERY = (
+    "{ workspaceOrError { ... on Workspace { locationEntries { displayMetadata { key value } } } } }"
+)
+
+
+def _webserver_code_ports(url: str) -> set[str] | None:
+    """The code server ports of the webserver's locations, or None while it does not answer."""
+    body = _local_http(
+        urllib.request.Request(
+            f"{url}/graphql",
+            data=json.dumps({"query": _WORKSPACE_QUERY}).encode(),
+            headers={"content-type": "application/json"},
+        )
+    )
+    if body is None:
+        return None
+    entries = json.loads(body)["data"]["workspaceOrError"].get("locationEntries", [])
+    return {item["value"] for entry in entries for item in entry["displayMetadata"] if item["key"] == "port"}
+
+
+def _wait_until_answering(
+    children: dict[str, subprocess.Popen[bytes]],
+    api_thread: threading.Thread,
+    dagster_port: int,
+    api_port: int,
+    code_port: int,
+) -> None:
+    """Block until the webserver answers with this instance's code location, and the API answers."""
+    deadline = time.monotonic() + START_TIMEOUT
+    webserver = api = False
+    while True:
+        _check_running(children, api_thread)
+        if not webserver:
+            ports = _webserver_code_ports(f"http://{LOOPBACK}:{dagster_port}")
+            # Another `karet dev` that won a start-up race for the port: its UI is not ours to print.
+            if ports is not None and ports != {str(code_port)}:
+                raise SystemExit(
+                    f"port {dagster_port} answers for another Dagster webserver (another karet dev?): "
+                    "pass --dagster-port <free port>"
+                )
+            webserver = ports is not None
+        api = api or _local_http(f"http://{LOOPBACK}:{api_port}/health") is not None
+        if webserver and api:
+            return
+        if time.monotonic() > deadline:
+            what = "the Dagster webserver" if not webserver else "the Karet API"
+            raise SystemExit(f"{what} did not answer within {START_TIMEOUT:.0f} s")
+        time.sleep(0.5)
 
 
 def _worker_command(concurrency: int) -> list[str]:
     return [sys.executable, "-m", "karet_api.cli", "worker", "--concurrency", str(concurrency)]
 
 
-def _stop(children: list[subprocess.Popen[bytes]], grace: float = 10.0) -> None:
+def _stop(children: Iterable[subprocess.Popen[bytes]], grace: float = 10.0) -> None:
+    children = list(children)
     for child in children:
         if child.poll() is None:
             os.killpg(child.pid, signal.SIGINT)
@@ -165,10 +294,31 @@ def _serve_api(port: int) -> None:
 
     from karet_api.main import create_app
 
-    uvicorn.run(create_app(), host="127.0.0.1", port=port, log_level="warning")
+    uvicorn.run(create_app(), host=LOOPBACK, port=port, log_level="warning")
+
+
+def _api_server() -> "uvicorn.Server":
+    import uvicorn
+
+    from karet_api.main import create_app
+
+    return uvicorn.Server(uvicorn.Config(create_app(), log_level="warning"))
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
+    # Every port is claimed or checked before anything starts: a busy one is refused with nothing to undo.
+    with _listen(args.api_port, "--api-port") as api_socket:
+        with _listen(args.dagster_port, "--dagster-port"):
+            if args.code_server_port is None:
+                code_port = _free_port()
+            else:
+                _listen(args.code_server_port, "--code-server-port").close()
+                code_port = args.code_server_port
+        with _claim_home(_dagster_home()):
+            return _run_dev(args, api_socket, code_port)
+
+
+def _run_dev(args: argparse.Namespace, api_socket: socket.socket, code_port: int) -> int:
     _prepare_environment(args.data_dir)
     seeded = _seed_demo()
     bin_dir = Path(sys.executable).parent
@@ -179,43 +329,59 @@ def cmd_dev(args: argparse.Namespace) -> int:
     # change of structure through the API) reloads the definitions both of them see.
     workspace = Path(os.environ["DAGSTER_HOME"]) / "workspace.yaml"
     workspace.write_text(
-        "load_from:\n  - grpc_server:\n      host: 127.0.0.1\n"
-        f"      port: {args.code_server_port}\n      location_name: {LOCATION_NAME}\n"
+        f"load_from:\n  - grpc_server:\n      host: {LOOPBACK}\n"
+        f"      port: {code_port}\n      location_name: {LOCATION_NAME}\n"
     )
-    os.environ["KARET_DAGSTER_URL"] = f"http://127.0.0.1:{args.dagster_port}"
-    code_server = [dagster, "code-server", "start", "-m", DEFINITIONS_MODULE, "-h", "127.0.0.1"]
-    children = [_spawn([*code_server, "-p", str(args.code_server_port), "--location-name", LOCATION_NAME])]
-    _wait_for_code_server(args.code_server_port, timeout=120)
-    children += [
-        _spawn([webserver, "-w", str(workspace), "-h", "127.0.0.1", "-p", str(args.dagster_port)]),
-        _spawn([daemon, "run", "-w", str(workspace)]),
-    ]
+    os.environ["KARET_DAGSTER_URL"] = f"http://{LOOPBACK}:{args.dagster_port}"
     deployment = _deployment()
     workers = args.workers if args.workers is not None else (2 if deployment == "distributed" else 0)
     if workers and deployment != "distributed":
         _err(f"--workers ignored: Celery workers serve KARET_DEPLOYMENT=distributed, not {deployment}")
         workers = 0
-    children += [_spawn(_worker_command(1)) for _ in range(workers)]
     store = os.environ.get("S3_BUCKET") and f"s3://{os.environ['S3_BUCKET']}" or os.environ["KARET_DATA_DIR"]
     _out(f"Karet on Dagster ({deployment}) — store: {store}, DAGSTER_HOME: {os.environ['DAGSTER_HOME']}")
-    if workers:
-        _out(f"  {workers} Celery worker(s) on {os.environ['KARET_CELERY_BROKER_URL']}")
     if seeded:
         _out(f"Created the demo pipeline `{seeded}` (Spending Tracker) with its seed CSV.")
-    _out(f"  Dagster UI: http://127.0.0.1:{args.dagster_port}")
-    _out(f"  Karet API:  http://127.0.0.1:{args.api_port}   (OpenAPI: http://127.0.0.1:{args.api_port}/docs)")
-    _out(
-        f"  Try: curl -s -X POST http://127.0.0.1:{args.api_port}/jobs/run"
-        " -H 'content-type: application/json'"
-        f' -d \'{{"pipeline_prefix": "pipelines/{DEMO_SLUG}/"}}\''
-    )
+    # The children live in sessions of their own, out of reach of a SIGTERM sent to this one: turn it
+    # into the same stop as Ctrl-C (pitfall 1).
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    children: dict[str, subprocess.Popen[bytes]] = {}
+    api = _api_server()
+    # Off the main thread uvicorn leaves signals alone, so Ctrl-C reaches the stop below.
+    api_thread = threading.Thread(target=api.run, kwargs={"sockets": [api_socket]}, daemon=True)
     try:
-        _serve_api(args.api_port)
+        api_thread.start()
+        children["Dagster code server"] = _spawn(
+            [dagster, "code-server", "start", "-m", DEFINITIONS_MODULE, "-h", LOOPBACK]
+            + ["-p", str(code_port), "--location-name", LOCATION_NAME]
+        )
+        _wait_for_code_server(children, api_thread, code_port)
+        children["Dagster webserver"] = _spawn(
+            [webserver, "-w", str(workspace), "-h", LOOPBACK, "-p", str(args.dagster_port)]
+        )
+        children["Dagster daemon"] = _spawn([daemon, "run", "-w", str(workspace)])
+        for number in range(1, workers + 1):
+            children[f"Celery worker {number}"] = _spawn(_worker_command(1))
+        _wait_until_answering(children, api_thread, args.dagster_port, args.api_port, code_port)
+        if workers:
+            _out(f"  {workers} Celery worker(s) on {os.environ['KARET_CELERY_BROKER_URL']}")
+        api_url = f"http://{LOOPBACK}:{args.api_port}"
+        _out(f"  Dagster UI: {os.environ['KARET_DAGSTER_URL']}")
+        _out(f"  Karet API:  {api_url}   (OpenAPI: {api_url}/docs)")
+        _out(
+            f"  Try: curl -s -X POST {api_url}/jobs/run -H 'content-type: application/json'"
+            f' -d \'{{"pipeline_prefix": "pipelines/{DEMO_SLUG}/"}}\''
+        )
+        while True:
+            _check_running(children, api_thread)
+            time.sleep(1)
     except KeyboardInterrupt:
-        pass
+        return 0
     finally:
-        _stop(children)
-    return 0
+        api.should_exit = True
+        _stop(children.values())
+        if api_thread.is_alive():
+            api_thread.join(timeout=10)
 
 
 def cmd_api(args: argparse.Namespace) -> int:
@@ -325,6 +491,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0 if outcome.success else 1
 
 
+def cmd_sql(args: argparse.Namespace) -> int:
+    """Run one read-only SELECT over a pipeline's tables and print the answer."""
+    from karet_defs.query.terminal import sql_command
+    from karet_defs.settings import Settings
+
+    settings = Settings(data_dir=Path(args.data_dir)) if args.data_dir else Settings()
+    text, status = sql_command(settings, args.slug, args.sql, as_json=args.json)
+    _out(text)
+    return status
+
+
 def cmd_migrate(args: argparse.Namespace) -> int:
     """Convert every table of every pipeline that earlier releases wrote as plain Parquet into Delta."""
     from karet_defs.catalog import list_slugs
@@ -367,7 +544,9 @@ def main(argv: list[str] | None = None) -> int:
     dev.add_argument("--data-dir", help="local store root (default: $KARET_DATA_DIR or ./karet-data)")
     dev.add_argument("--api-port", type=int, default=8000)
     dev.add_argument("--dagster-port", type=int, default=3000)
-    dev.add_argument("--code-server-port", type=int, default=4266)
+    dev.add_argument(
+        "--code-server-port", type=int, help="port of the internal Dagster code server (default: a free one)"
+    )
     dev.add_argument(
         "--workers", type=int, help="Celery workers to start (distributed only; default 2 there, else 0)"
     )
@@ -405,6 +584,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     migrate.add_argument("--data-dir", help="local store root (default: $KARET_DATA_DIR or ./karet-data)")
     migrate.set_defaults(func=cmd_migrate)
+    sql = commands.add_parser("sql", help="run one read-only SELECT over a pipeline's tables and print it")
+    sql.add_argument("slug")
+    sql.add_argument("sql", help='e.g. "SELECT category, sum(amount) FROM transactions GROUP BY 1"')
+    sql.add_argument("--json", action="store_true", help="print {columns, rows, rowCount} as JSON")
+    sql.add_argument("--data-dir", help="local store root (default: $KARET_DATA_DIR or ./karet-data)")
+    sql.set_defaults(func=cmd_sql)
     args = parser.parse_args(argv)
     return int(args.func(args))
 
