@@ -1,5 +1,6 @@
 """Builders for tests: pipelines, raw files, and reading published tables back with Hive partitioning."""
 
+import hashlib
 import json
 import threading
 import urllib.parse
@@ -216,3 +217,15 @@ def write_legacy_table(
             local.parent.mkdir(parents=True, exist_ok=True)
             part.write_parquet(local)
             stores.warehouse.put_file(prefix + relative, local)
+
+
+def data_dir_snapshot(root: Path) -> dict[str, str]:
+    """Every data file under a local store root with its SHA-256: what a refused request must not change.
+
+    Generated secrets and the store's temp folder are not data; everything else under the root is.
+    """
+    return {
+        str(path.relative_to(root)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(root.rglob("*"))
+        if path.is_file() and not path.relative_to(root).parts[0].startswith((".karet-tmp", ".karet-sec"))
+    }

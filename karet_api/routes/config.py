@@ -15,6 +15,7 @@ from karet_api.schemas.common import STORE_ERRORS, Ok, error_responses
 from karet_api.schemas.config import ConfigSaved
 from karet_api.services import pipelines, validation
 from karet_defs.config.structure import Structure, structure_of_document
+from karet_defs.config.validate import load_pipeline
 from karet_defs.errors import ObjectNotFound
 from karet_defs.slugs import sanitise_slug
 from karet_defs.store import keys
@@ -107,7 +108,7 @@ async def write_config(
 async def validate_config(slug: str, request: Request) -> Ok:
     """Validate a candidate pipeline.json as the worker's `/config/validate` does."""
     sanitise_slug(slug)
-    validation.validate_config(await validation.read_config_body(request))
+    load_pipeline(await validation.read_config_body(request))
     return Ok()
 
 

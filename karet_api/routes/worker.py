@@ -10,6 +10,7 @@ from karet_api.schemas.worker import WorkerRunRequest, WorkerRunResult
 from karet_api.services import validation
 from karet_api.services.runs import run_pipeline_to_end
 from karet_defs.catalog import slug_from_pipeline_prefix
+from karet_defs.config.validate import load_pipeline
 from karet_defs.orchestration.jobs import NOTHING_PUBLISHED
 
 router = APIRouter(tags=["worker"], route_class=CappedJsonRoute)
@@ -39,7 +40,7 @@ def health() -> str:
 )
 async def validate_config(request: Request) -> Ok:
     """Validate a candidate pipeline.json: 200 `{"ok": true}` or 422 with every error in `details`."""
-    validation.validate_config(await validation.read_config_body(request))
+    load_pipeline(await validation.read_config_body(request))
     return Ok()
 
 

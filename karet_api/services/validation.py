@@ -1,11 +1,11 @@
-"""Config validation as both the worker's ``/config/validate`` and ``/api/p/<slug>/validate`` answer it."""
+"""Reading a candidate ``pipeline.json`` body, as the validate endpoints and ``PUT config`` do."""
 
 import io
 
 from starlette.requests import Request
 
 from karet_api.services.transfer import read_body
-from karet_defs.config.validate import MAX_CONFIG_BYTES, load_pipeline
+from karet_defs.config.validate import MAX_CONFIG_BYTES
 
 
 async def read_config_body(request: Request) -> bytes:
@@ -13,8 +13,3 @@ async def read_config_body(request: Request) -> bytes:
     body = io.BytesIO()
     await read_body(request, body, limit=MAX_CONFIG_BYTES, code="payload_too_large")
     return body.getvalue()
-
-
-def validate_config(raw: bytes) -> None:
-    """Parse and validate a candidate ``pipeline.json``; raise with every error in ``details``."""
-    load_pipeline(raw)

@@ -8,7 +8,6 @@ zip bomb, 2,001 entries, lying sizes, body over 200 MiB), the forged, tampered a
 """
 
 import csv
-import hashlib
 import io
 import json
 import time
@@ -26,7 +25,7 @@ from karet_defs.orchestration.launch import execute_pipeline_run
 from karet_defs.store import keys
 from karet_defs.templates import install_template, template_files
 from tests.conftest import API_KEY
-from tests.factories import make_pipeline, put_config, put_raw
+from tests.factories import data_dir_snapshot, make_pipeline, put_config, put_raw
 
 SLUG = "spending"
 PASSWORD = "correct horse"
@@ -41,12 +40,7 @@ def hostile(make_client, local_settings, local_stores):
     root = Path(local_settings.data_dir)
 
     def snapshot() -> dict[str, str]:
-        # Generated secrets and the store's temp folder are not data; everything else under the root is.
-        return {
-            str(path.relative_to(root)): hashlib.sha256(path.read_bytes()).hexdigest()
-            for path in sorted(root.rglob("*"))
-            if path.is_file() and not path.relative_to(root).parts[0].startswith((".karet-tmp", ".karet-sec"))
-        }
+        return data_dir_snapshot(root)
 
     return client, snapshot
 

@@ -5,7 +5,6 @@ answers the next query. Then 20 queries at once, and the memory limit.
 The pipeline `spending` has run; a second pipeline, `vault`, holds a row no query on `spending` may see.
 """
 
-import hashlib
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -18,7 +17,7 @@ from karet_defs.query.engine import QueryLimits, run_query
 from karet_defs.store import keys
 from karet_defs.templates import install_template
 from tests.conftest import API_KEY
-from tests.factories import put_raw
+from tests.factories import data_dir_snapshot, put_raw
 
 SHARES_DAGSTER_INSTANCE = True
 SECRET = "VAULT SECRET 4242"
@@ -46,11 +45,7 @@ def hostile(make_client, local_settings, local_stores, tmp_path):
     root = Path(local_settings.data_dir)
 
     def snapshot() -> dict[str, str]:
-        return {
-            str(path.relative_to(root)): hashlib.sha256(path.read_bytes()).hexdigest()
-            for path in sorted(root.rglob("*"))
-            if path.is_file() and not path.relative_to(root).parts[0].startswith((".karet-tmp", ".karet-sec"))
-        }
+        return data_dir_snapshot(root)
 
     return client, snapshot, root
 
