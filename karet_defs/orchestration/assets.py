@@ -206,16 +206,21 @@ def build_pipeline_assets(pipeline: Pipeline, slug: str, owners: Sequence[str] =
             if table.id not in selected:
                 continue
             table_report = report.tables[table.id]
-            try:
-                stats = table_stats(stores.warehouse, slug, table.id)
-            except KaretError as exc:  # the store failed after the engine: the run's cause, with its code
-                raise _failure(exc) from exc
-            yield dg.MaterializeResult(
-                asset_key=table_key(slug, table.id),
-                metadata=_table_metadata(
-                    slug, running, running.table(table.id) or table, table_report, report, stats
-                ),
-            )
+            if table_report.version is None:
+                # The table's data is what the last materialization describes: recording another would
+                # claim a change that did not happen (its checks still report what this run saw).
+                context.log.info(f"{table.id}: nothing new to publish, no materialization recorded")
+            else:
+                try:
+                    stats = table_stats(stores.warehouse, slug, table.id)
+                except KaretError as exc:  # the store failed after the engine: the run's cause, with its code
+                    raise _failure(exc) from exc
+                yield dg.MaterializeResult(
+                    asset_key=table_key(slug, table.id),
+                    metadata=_table_metadata(
+                        slug, running, running.table(table.id) or table, table_report, report, stats
+                    ),
+                )
             yield from _check_results(slug, table, table_report, report)
 
     return _run

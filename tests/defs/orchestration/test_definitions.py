@@ -112,3 +112,22 @@ def test_an_owner_dagster_would_refuse_is_refused_by_its_setting(owner, monkeypa
     monkeypatch.setenv("KARET_DEFAULT_OWNER", owner)
     with pytest.raises(ValidationError, match="KARET_DEFAULT_OWNER must be an email or `team:<name>`"):
         Settings()
+
+
+def test_a_broken_pipeline_is_reported_in_one_line_per_reload(local_settings, local_stores, caplog):
+    put_config(local_stores, "half-typed", '{"version": 1, "source_containers": [')
+    caplog.set_level("WARNING", logger="karet.definitions")
+
+    # Dagster builds the definitions more than once per code-server load; the log says it once.
+    _load(local_settings)
+    _load(local_settings)
+    lines = [r.getMessage() for r in caplog.records if r.name == "karet.definitions"]
+    assert len(lines) == 1
+    assert lines[0].startswith("karet: pipeline half-typed not loaded (config_parse_failed: ")
+    assert "fix pipelines/half-typed/pipeline.json" in lines[0]
+    assert all(r.exc_info is None for r in caplog.records)
+
+    put_config(local_stores, "half-typed", '{"version": 1, "source_containers": {}}')
+    _load(local_settings)
+    lines = [r.getMessage() for r in caplog.records if r.name == "karet.definitions"]
+    assert len(lines) == 2, "a different fault is news and is logged"

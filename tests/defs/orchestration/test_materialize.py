@@ -144,3 +144,30 @@ def test_metadata_lists_are_in_a_stable_order(local_settings, local_stores):
         (raw + "z-bad.csv", 3),
     ]
     assert metadata["errors"].value == sorted(metadata["errors"].value)
+
+
+def test_a_run_that_changed_nothing_records_no_materialization(local_settings, local_stores):
+    install_template(local_stores, "spending", "spending")
+    store = StoreResource(data_dir=str(local_settings.data_dir))
+    defs = build_pipeline_defs(read_pipeline(local_stores, "spending"), "spending", store)
+    key = dg.AssetKey(["spending", "transactions"])
+
+    def materializations(instance: dg.DagsterInstance) -> list[str]:
+        records = instance.fetch_materializations(key, limit=10).records
+        return [r.run_id for r in records]
+
+    with dg.instance_for_test() as instance:
+        first = dg.materialize(list(defs.assets or []), resources={"store": store}, instance=instance)
+        idle = dg.materialize(list(defs.assets or []), resources={"store": store}, instance=instance)
+        assert idle.success
+        assert materializations(instance) == [first.run_id]
+        # The idle run still evaluates the table's checks, so the UI shows they were looked at.
+        assert {e.check_name for e in idle.get_asset_check_evaluations()} >= {"no_quarantined_files"}
+
+        put_raw(
+            local_stores,
+            "pipelines/spending/transactions/may.csv",
+            "date,description,amount,account\n2026-05-03,Bakery,4.5,visa\n",
+        )
+        changed = dg.materialize(list(defs.assets or []), resources={"store": store}, instance=instance)
+        assert materializations(instance) == [changed.run_id, first.run_id]
