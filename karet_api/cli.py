@@ -1,5 +1,5 @@
 """The ``karet`` command: ``dev`` (Dagster UI, daemon and API with a demo), ``api``, ``worker``,
-``instance-yaml``, ``validate``, ``run``, ``migrate``, ``sql``.
+``instance-yaml``, ``validate``, ``run``, ``migrate``, ``sql``, ``upgrade-config``.
 
 ``dev`` serves on the loopback and refuses at once a port already in use; its internal code server takes a
 free port, so several ``dev`` on one host (each with its own ports, data directory and ``DAGSTER_HOME``)
@@ -461,9 +461,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     import dagster as dg
 
+    from karet_api.run_progress import watch_run
     from karet_defs.catalog import read_pipeline
     from karet_defs.errors import KaretError
-    from karet_defs.orchestration.launch import execute_pipeline_run
+    from karet_defs.orchestration.launch import outcome_of_run, start_pipeline_run
     from karet_defs.settings import Settings
     from karet_defs.store.factory import build_stores
 
@@ -474,7 +475,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         _out(json.dumps(exc.to_dict(), indent=2))
         return 1
     with dg.DagsterInstance.get() as instance:
-        outcome = execute_pipeline_run(instance, args.slug, trigger="manual", clean_run=args.clean)
+        prepared, worker = start_pipeline_run(instance, args.slug, trigger="manual", clean_run=args.clean)
+        watch_run(instance, prepared.run_id, worker)
+        outcome = outcome_of_run(instance, prepared.run_id)
     _out(
         json.dumps(
             {
@@ -500,6 +503,45 @@ def cmd_sql(args: argparse.Namespace) -> int:
     text, status = sql_command(settings, args.slug, args.sql, as_json=args.json)
     _out(text)
     return status
+
+
+def cmd_upgrade_config(args: argparse.Namespace) -> int:
+    """Print a config with its lookups upgraded to dimensions (REFERENCE §1.9): a file, or a pipeline's stored
+    config; ``--save`` records a pipeline's upgrade as its next config version."""
+    from karet_api.services import pipelines
+    from karet_defs.config.upgrade import upgrade_lookups
+    from karet_defs.config.validate import parse_pipeline
+    from karet_defs.errors import KaretError
+    from karet_defs.settings import Settings
+    from karet_defs.slugs import sanitise_slug
+    from karet_defs.store.factory import build_stores
+
+    from_file = Path(args.target).is_file()
+    if from_file and args.save:
+        _err("--save needs a pipeline slug, not a file")
+        return 2
+    try:
+        if from_file:
+            raw, etag, slug = Path(args.target).read_bytes(), None, ""
+        else:
+            stores = build_stores(Settings(data_dir=Path(args.data_dir)) if args.data_dir else Settings())
+            slug = sanitise_slug(args.target)
+            working, _ = pipelines.read_config(stores, slug)
+            raw, etag = working.body, working.etag
+        upgrade = upgrade_lookups(json.loads(raw))
+        parse_pipeline(upgrade.config)
+        body = json.dumps(upgrade.config, indent=2).encode()
+        if args.save and upgrade.changed:
+            pipelines.write_config(
+                stores, slug, body, author="karet upgrade-config", if_match=etag, note="lookups → dimensions"
+            )
+    except (KaretError, ValueError, OSError) as exc:
+        _err(f"{exc.message if isinstance(exc, KaretError) else exc}")
+        return 1
+    for note in upgrade.notes:
+        _err(f"note: {note}")
+    _out(body.decode())
+    return 0
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
@@ -590,6 +632,15 @@ def main(argv: list[str] | None = None) -> int:
     sql.add_argument("--json", action="store_true", help="print {columns, rows, rowCount} as JSON")
     sql.add_argument("--data-dir", help="local store root (default: $KARET_DATA_DIR or ./karet-data)")
     sql.set_defaults(func=cmd_sql)
+    upgrade = commands.add_parser(
+        "upgrade-config", help="print a config with its lookup_mappings upgraded to dimensions (Karet E4)"
+    )
+    upgrade.add_argument("target", help="a pipeline.json file, or the slug of a stored pipeline")
+    upgrade.add_argument(
+        "--save", action="store_true", help="record a pipeline's upgrade as its next version"
+    )
+    upgrade.add_argument("--data-dir", help="local store root (default: $KARET_DATA_DIR or ./karet-data)")
+    upgrade.set_defaults(func=cmd_upgrade_config)
     args = parser.parse_args(argv)
     return int(args.func(args))
 

@@ -6,9 +6,10 @@ from typing import Annotated
 import dagster as dg
 from fastapi import Depends, Request
 
-from karet_api.services import auth
+from karet_api.services.accounts import identity
 from karet_api.services.reload import DefinitionsReloader
 from karet_defs.errors import Unauthorized
+from karet_defs.query.gate import QueryGate
 from karet_defs.settings import Settings
 from karet_defs.store.base import Stores
 
@@ -29,19 +30,23 @@ def get_reloader(request: Request) -> DefinitionsReloader:
     return request.app.state.reloader
 
 
+def get_query_gate(request: Request) -> QueryGate:
+    return request.app.state.query_gate
+
+
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 ReloaderDep = Annotated[DefinitionsReloader, Depends(get_reloader)]
 StoreDep = Annotated[Stores, Depends(get_stores)]
 InstanceDep = Annotated[dg.DagsterInstance, Depends(get_instance)]
+QueryGateDep = Annotated[QueryGate, Depends(get_query_gate)]
 
 
-def require_user(request: Request, settings: SettingsDep) -> None:
-    """Every ``/api/*`` route but auth and events needs a session cookie or the API key."""
-    if not auth.is_authenticated(request, settings):
-        raise Unauthorized("missing or invalid session")
+def require_user(request: Request, settings: SettingsDep, stores: StoreDep) -> identity.Actor:
+    """Every ``/api/*`` route but auth and events needs the API key, an access token or a session."""
+    return identity.require(request, settings, stores.pipelines)
 
 
-CurrentUser = Annotated[None, Depends(require_user)]
+CurrentUser = Annotated[identity.Actor, Depends(require_user)]
 
 
 def bearer_token(request: Request) -> str:

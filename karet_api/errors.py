@@ -19,6 +19,7 @@ from karet_defs.errors import (
     BadRequest,
     BucketNotFound,
     Conflict,
+    Forbidden,
     KaretError,
     NotFound,
     PayloadTooLarge,
@@ -39,6 +40,7 @@ _log = logging.getLogger("karet.api")
 STATUS_BY_ERROR: dict[type[KaretError], int] = {
     BadRequest: 400,
     Unauthorized: 401,
+    Forbidden: 403,
     NotFound: 404,
     Conflict: 409,
     PreconditionFailed: 412,
@@ -71,11 +73,18 @@ KALAM_BY_ERROR: dict[type[KaretError], tuple[int, str]] = {
     BadRequest: (400, "INVALID_SQL"),
     Unprocessable: (400, "INVALID_SQL"),
     Unauthorized: (401, "UNAUTHORIZED"),
+    Forbidden: (403, "PERMISSION_DENIED"),
     PayloadTooLarge: (413, "PAYLOAD_TOO_LARGE"),
     RateLimited: (429, "RATE_LIMIT_EXCEEDED"),
     StoreError: (503, "CLUSTER_UNAVAILABLE"),
 }
 _KALAM_INTERNAL = (500, "INTERNAL_ERROR")
+# The topic routes answer in the same envelope; their refusals are about requests, not SQL.
+KALAM_TOPIC_BY_ERROR: dict[type[KaretError], tuple[int, str]] = {
+    NotFound: (404, "TOPIC_NOT_FOUND"),
+    BadRequest: (400, "BAD_REQUEST"),
+    Unprocessable: (400, "BAD_REQUEST"),
+}
 
 
 def status_for(error: KaretError) -> int:
@@ -93,11 +102,13 @@ def error_response(error: KaretError) -> JSONResponse:
     return JSONResponse(error.to_dict(), status_code=status_for(error), headers=headers)
 
 
-def kalam_error_response(error: KaretError, took_ms: float) -> JSONResponse:
-    """``error`` in KalamDB's envelope; ``details`` keeps Karet's own code and details."""
-    status, code = next(
-        (KALAM_BY_ERROR[cls] for cls in type(error).__mro__ if cls in KALAM_BY_ERROR), _KALAM_INTERNAL
-    )
+def kalam_error_response(
+    error: KaretError, took_ms: float, codes: dict[type[KaretError], tuple[int, str]] | None = None
+) -> JSONResponse:
+    """``error`` in KalamDB's envelope (``codes`` before the SQL table); ``details`` keeps Karet's own code
+    and details."""
+    table = {**KALAM_BY_ERROR, **(codes or {})}
+    status, code = next((table[cls] for cls in type(error).__mro__ if cls in table), _KALAM_INTERNAL)
     details: dict[str, Any] = {"karet_error": error.code, **error.extra}
     if error.details:
         details["details"] = error.details

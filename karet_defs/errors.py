@@ -20,17 +20,35 @@ into these classes at the store and engine boundaries; HTTP status codes are cho
     │       ├── QueryTimeout            query_timeout (interrupted at the time limit)
     │       └── ResultTooLarge          result_too_large (more rows than the row cap)
     ├── Unauthorized                    401  unauthorized, invalid_credentials, wrong_password
+    │   ├── InvalidToken                invalid_token (not this instance's token, or not of that kind)
+    │   ├── TokenExpired                token_expired
+    │   └── TokenRevoked                token_revoked (logged out, account disabled, family revoked)
+    │       └── TokenReused             token_reused (a spent refresh token: its whole family is revoked)
+    ├── Forbidden                       403  forbidden (the caller's role is below the route's)
+    │   ├── NotOwner                    not_owner (only the owner or a lead changes a pipeline's members)
+    │   └── LocalhostOnly               localhost_only (setup and status asked from another host)
     ├── NotFound                        404  not_found
     │   ├── ObjectNotFound              not_found (a store key is missing)
     │   ├── PipelineConfigNotFound      pipeline_config_not_found
     │   ├── PipelineNotFound            pipeline_not_found
     │   ├── DashboardNotFound           dashboard_not_found
     │   ├── SavedQueryNotFound          query_not_found
-    │   └── TableVersionNotFound        version_not_found (``engine.delta``)
+    │   ├── TableVersionNotFound        version_not_found (``engine.delta``)
+    │   ├── ConfigVersionNotFound       config_version_not_found (``history``)
+    │   ├── ApprovalNotFound            approval_not_found
+    │   └── UserNotFound                user_not_found
     ├── Conflict                        409  already_exists, already_initialized
     │   ├── NameTaken                   name_taken (a saved query of that id exists)
-    │   └── LegacyTableError            legacy_table_invalid (``engine.migrate_tables``)
+    │   ├── LegacyTableError            legacy_table_invalid (``engine.migrate_tables``)
+    │   ├── InvalidTransition           invalid_transition (no such move between environments)
+    │   ├── ApprovalPending             approval_pending (the version already awaits a decision)
+    │   ├── ApprovalDecided             approval_decided (approved or rejected before this request)
+    │   ├── ConcurrentChange            concurrent_change (another request moved it first)
+    │   ├── InvalidEnvironment          invalid_environment (only QA and UAT versions run in a sandbox)
+    │   ├── NoSandboxRun                no_sandbox_run (the version has no sandbox tables to compare yet)
+    │   └── InstanceNotEmpty            instance_not_empty (an instance import needs no pipelines or runs)
     ├── PreconditionFailed              412  etag_mismatch
+    │   └── StaleConfig                 stale_config (``X-Karet-Config-Version`` is not the current one)
     ├── PayloadTooLarge                 413  payload_too_large, zip_too_large, zip_expands_too_large
     ├── Unprocessable                   422
     │   ├── ConfigSchemaError           schema (the body is not a pipeline config)
@@ -39,8 +57,17 @@ into these classes at the store and engine boundaries; HTTP status codes are cho
     │   ├── MissingSql                  missing_sql
     │   ├── QueryTooLong                query_too_long
     │   ├── MissingFields               missing_fields
-    │   └── ExpressionError             expression_error
+    │   ├── ExpressionError             expression_error
+    │   ├── InvalidDashboard            invalid_dashboard (details: ``{kind, message, path}`` per problem)
+    │   ├── InvalidFilterValue          invalid_filter (a dashboard filter value of the wrong shape)
+    │   ├── InvalidUser                 invalid_user (a user name outside the rule, or reserved)
+    │   ├── UnknownUser                 unknown_user (a pipeline member who is no user)
+    │   ├── AdminIsPermanent            admin_is_permanent (the admin's role and access never change)
+    │   ├── ConfirmMismatch             confirm_mismatch (a reset not confirmed by the instance's name)
+    │   └── InvalidArchive              invalid_archive (an instance archive without a readable manifest)
     ├── RateLimited                     429  rate_limited, server_busy (with ``retry_after`` seconds)
+    │   └── QueryConcurrencyExceeded    rate_limited (every query slot of the process is taken)
+    ├── PreviewFailed                   500  preview_failed (never answered: recorded on the run)
     └── StoreError                      503  s3_error
         └── BucketNotFound              502  bucket_not_found
 """
@@ -145,8 +172,44 @@ class Unauthorized(KaretError):
     code = "unauthorized"
 
 
+class Forbidden(KaretError):
+    """The caller is signed in but its role is below what the route needs."""
+
+    code = "forbidden"
+
+
+class InvalidToken(Unauthorized):
+    code = "invalid_token"
+
+
+class TokenExpired(Unauthorized):
+    code = "token_expired"
+
+
+class TokenRevoked(Unauthorized):
+    code = "token_revoked"
+
+
+class TokenReused(TokenRevoked):
+    """A spent refresh token came back: stolen and replayed, or raced; its whole family is revoked."""
+
+    code = "token_reused"
+
+
+class NotOwner(Forbidden):
+    code = "not_owner"
+
+
+class LocalhostOnly(Forbidden):
+    code = "localhost_only"
+
+
 class NotFound(KaretError):
     code = "not_found"
+
+
+class UserNotFound(NotFound):
+    code = "user_not_found"
 
 
 class ObjectNotFound(NotFound):
@@ -169,16 +232,64 @@ class SavedQueryNotFound(NotFound):
     code = "query_not_found"
 
 
+class ConfigVersionNotFound(NotFound):
+    code = "config_version_not_found"
+
+
+class ApprovalNotFound(NotFound):
+    code = "approval_not_found"
+
+
 class Conflict(KaretError):
     code = "already_exists"
+
+
+class InstanceNotEmpty(Conflict):
+    code = "instance_not_empty"
 
 
 class NameTaken(Conflict):
     code = "name_taken"
 
 
+class InvalidTransition(Conflict):
+    """The version's environment has no such move (promote from production, demote from QA, ...)."""
+
+    code = "invalid_transition"
+
+
+class ApprovalPending(Conflict):
+    code = "approval_pending"
+
+
+class ApprovalDecided(Conflict):
+    code = "approval_decided"
+
+
+class ConcurrentChange(Conflict):
+    """A concurrent request changed the same version or request first; this one changed nothing."""
+
+    code = "concurrent_change"
+
+
+class InvalidEnvironment(Conflict):
+    """The version is not in an environment that runs in a sandbox (QA or UAT)."""
+
+    code = "invalid_environment"
+
+
+class NoSandboxRun(Conflict):
+    """No sandbox run of the version has committed tables yet, so there is nothing to compare."""
+
+    code = "no_sandbox_run"
+
+
 class PreconditionFailed(KaretError):
     code = "etag_mismatch"
+
+
+class StaleConfig(PreconditionFailed):
+    code = "stale_config"
 
 
 class PayloadTooLarge(KaretError):
@@ -219,6 +330,10 @@ class ExpressionError(Unprocessable):
     code = "expression_error"
 
 
+class UnsupportedFormatVersion(Unprocessable):
+    code = "unsupported_format_version"
+
+
 class MissingSql(Unprocessable):
     code = "missing_sql"
 
@@ -231,6 +346,36 @@ class MissingFields(Unprocessable):
     code = "missing_fields"
 
 
+class InvalidDashboard(Unprocessable):
+    """A stored dashboard that does not read as one; ``details`` holds ``{kind, message, path}`` each."""
+
+    code = "invalid_dashboard"
+
+
+class InvalidFilterValue(Unprocessable):
+    code = "invalid_filter"
+
+
+class InvalidUser(Unprocessable):
+    code = "invalid_user"
+
+
+class UnknownUser(Unprocessable):
+    code = "unknown_user"
+
+
+class AdminIsPermanent(Unprocessable):
+    code = "admin_is_permanent"
+
+
+class ConfirmMismatch(Unprocessable):
+    code = "confirm_mismatch"
+
+
+class InvalidArchive(Unprocessable):
+    code = "invalid_archive"
+
+
 class RateLimited(KaretError):
     """Too many attempts; ``retry_after`` seconds go into the ``Retry-After`` header."""
 
@@ -239,6 +384,16 @@ class RateLimited(KaretError):
     def __init__(self, message: str, *, retry_after: int, code: str | None = None) -> None:
         super().__init__(message, code=code)
         self.retry_after = retry_after
+
+
+class QueryConcurrencyExceeded(RateLimited):
+    """Every query slot of the process is taken (Karet's ``rate_limited``, KalamDB's RATE_LIMIT_EXCEEDED)."""
+
+
+class PreviewFailed(KaretError):
+    """A dashboard could not be rendered to the preview PNG; a run records it and goes on."""
+
+    code = "preview_failed"
 
 
 class StoreError(KaretError):

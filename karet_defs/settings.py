@@ -12,6 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
+from limits import parse_many
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -102,6 +103,63 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("KARET_QUERY_MAX_ROWS", "query_max_rows"),
         description="Rows a SQL query may answer; more is `result_too_large` (add a LIMIT).",
     )
+    query_concurrency: int = Field(
+        default=4,
+        ge=1,
+        validation_alias=AliasChoices("KARET_QUERY_CONCURRENCY", "query_concurrency"),
+        description=(
+            "SQL queries (query page, `/v1/api/sql`, dashboard data) the API runs at once; each has its own "
+            "DuckDB with `DUCKDB_MEMORY_LIMIT`, so this times that bounds their memory. Beyond it a request "
+            "waits `KARET_QUERY_WAIT_SECONDS`, then gets 429 with Retry-After."
+        ),
+    )
+    query_wait_seconds: float = Field(
+        default=2.0,
+        ge=0,
+        validation_alias=AliasChoices("KARET_QUERY_WAIT_SECONDS", "query_wait_seconds"),
+        description="How long a query waits for a free slot before it is refused (429).",
+    )
+
+    allow_remote_setup: bool = Field(
+        default=False,
+        validation_alias=AliasChoices("KARET_ALLOW_REMOTE_SETUP", "allow_remote_setup"),
+        description="Answer `/v1/api/auth/setup` and `/status` from other hosts too (KalamDB's rule).",
+    )
+    instance_name: str = Field(
+        default="karet",
+        validation_alias=AliasChoices("KARET_INSTANCE_NAME", "instance_name"),
+        description="The name `POST /api/admin/reset` must be sent in `confirm`.",
+    )
+    rate_limit_storage: str = Field(
+        default="memory://",
+        validation_alias=AliasChoices("KARET_RATE_LIMIT_STORAGE", "rate_limit_storage"),
+        description="Where rate-limit windows are counted: `memory://` (one host) or `redis://host:6379`.",
+    )
+    rate_limit_login: str = Field(
+        default="5 per 15 seconds; 20 per 10 minutes",
+        validation_alias=AliasChoices("KARET_RATE_LIMIT_LOGIN", "rate_limit_login"),
+        description="Login attempts per client address (`limits` notation); a success resets them.",
+    )
+    rate_limit_login_user: str = Field(
+        default="10 per minute; 60 per hour",
+        validation_alias=AliasChoices("KARET_RATE_LIMIT_LOGIN_USER", "rate_limit_login_user"),
+        description="Login attempts per user name from all addresses together (looser, against spraying).",
+    )
+    rate_limit_refresh: str = Field(
+        default="10 per minute",
+        validation_alias=AliasChoices("KARET_RATE_LIMIT_REFRESH", "rate_limit_refresh"),
+        description="Token refreshes per client address.",
+    )
+    rate_limit_sql: str = Field(
+        default="120 per minute",
+        validation_alias=AliasChoices("KARET_RATE_LIMIT_SQL", "rate_limit_sql"),
+        description="SQL queries per user and per client address (the API key is exempt).",
+    )
+    rate_limit_writes: str = Field(
+        default="600 per minute",
+        validation_alias=AliasChoices("KARET_RATE_LIMIT_WRITES", "rate_limit_writes"),
+        description="Writes (POST, PUT, PATCH, DELETE) per user and per client address (not the API key).",
+    )
 
     lock_dir: Path | None = Field(
         default=None,
@@ -120,6 +178,18 @@ class Settings(BaseSettings):
     def _dagster_owner(cls, value: str) -> str:
         if not _OWNER.fullmatch(value):
             raise ValueError(f"KARET_DEFAULT_OWNER must be an email or `team:<name>`, not {value!r}")
+        return value
+
+    @field_validator(
+        "rate_limit_login",
+        "rate_limit_login_user",
+        "rate_limit_refresh",
+        "rate_limit_sql",
+        "rate_limit_writes",
+    )
+    @classmethod
+    def _rate_limits(cls, value: str) -> str:
+        parse_many(value)  # a ValueError names the bad notation at startup, not on the first request
         return value
 
     @property

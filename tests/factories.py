@@ -13,8 +13,12 @@ import polars as pl
 import pyarrow as pa
 from dagster._core.events import DagsterEvent, DagsterEventType
 
+from karet_api.services import auth
+from karet_api.services.accounts import tokens, users
 from karet_defs.engine import delta
+from karet_defs.engine.run import run_pipeline
 from karet_defs.engine.write import render_segment
+from karet_defs.history import promotion, versions
 from karet_defs.orchestration.jobs import run_tags
 from karet_defs.store import keys
 from karet_defs.store.base import Stores
@@ -79,6 +83,21 @@ def put_config(stores: Stores, slug: str, config: dict[str, Any] | str | bytes) 
 
 def put_raw(stores: Stores, key: str, content: str | bytes) -> None:
     stores.lake.put(key, content.encode() if isinstance(content, str) else content, content_type="text/csv")
+
+
+SMALL_ROWS = 3
+
+
+def put_small_pipeline(stores: Stores, slug: str) -> None:
+    """A one-table pipeline (table `t`) with one raw file of ``SMALL_ROWS`` rows: a run that stays the same
+    whatever the templates become."""
+    config = make_pipeline(
+        source_columns=[("id", "string"), ("n", "int64")],
+        columns=[("id", col("id")), ("n", col("n"))],
+        table_schema=[{"name": "id", "type": "string"}, {"name": "n", "type": "int64"}],
+    )
+    put_config(stores, slug, config)
+    put_raw(stores, f"pipelines/{slug}/raw/a.csv", "id,n\na,1\nb,2\nc,3\n")
 
 
 def table_files(stores: Stores, slug: str, table_id: str) -> dict[str, str]:
@@ -229,3 +248,50 @@ def data_dir_snapshot(root: Path) -> dict[str, str]:
         for path in sorted(root.rglob("*"))
         if path.is_file() and not path.relative_to(root).parts[0].startswith((".karet-tmp", ".karet-sec"))
     }
+
+
+def make_user(client: Any, name: str, role: str, password: str = "user password") -> None:
+    """Create a user with ``role`` in the store of ``client``'s app."""
+    users.create_user(client.app.state.stores.pipelines, name, password, users.Role[role])
+
+
+def token_pair_for(client: Any, name: str) -> Any:
+    """A fresh token family of ``name`` (no password check, no rate limit): ``.access_token`` etc."""
+    key = tokens.signing_key(auth.resolve_session_secret(client.app.state.settings))
+    return tokens.start(client.app.state.stores.pipelines, key, name)[1]
+
+
+# A pipeline whose production (version 1) and a QA version (2) differ: version 2 upper-cases the id of the
+# row with n = 3 and adds a `note` column; raw rows fall in two `month` partitions.
+SANDBOX_RAW = "id,n,month\na,1,2026-01\nb,2,2026-01\nc,3,2026-02\n"
+
+
+def sandbox_config(*, changed: bool) -> dict[str, Any]:
+    """Version 1 (``changed=False``) or version 2 of the sandbox pipeline."""
+    identity = {
+        "kind": "if",
+        "cond": {"kind": "eq", "left": col("n"), "right": {"kind": "num", "value": 3}},
+        "then": {"kind": "upper", "input": col("id")},
+        "else": col("id"),
+    }
+    columns = [("id", identity if changed else col("id")), ("n", col("n")), ("month", col("month"))]
+    schema = [{"name": "id", "type": "string"}, {"name": "n", "type": "int64"}]
+    if changed:
+        columns.append(("note", {"kind": "str", "value": "new"}))
+        schema.append({"name": "note", "type": "string"})
+    return make_pipeline(
+        source_columns=[("id", "string"), ("n", "int64"), ("month", "string")],
+        columns=columns,
+        table_schema=[*schema, {"name": "month", "type": "string"}],
+        partition_keys=["month"],
+    )
+
+
+def put_sandbox_pipeline(stores: Stores, slug: str) -> None:
+    """Version 1 in production (its tables written by a run), version 2 promoted to QA (reviewed mode)."""
+    put_raw(stores, f"pipelines/{slug}/raw/a.csv", SANDBOX_RAW)
+    versions.save_config(stores, slug, json.dumps(sandbox_config(changed=False)).encode(), author="t")
+    run_pipeline(stores, slug)
+    versions.set_promotion(stores, slug, "reviewed")
+    versions.save_config(stores, slug, json.dumps(sandbox_config(changed=True)).encode(), author="t")
+    promotion.promote(stores, slug, 2, actor="t")

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PURE = ["config", "expr", "engine", "store", "query"]
+PURE = ["config", "expr", "engine", "store", "query", "dashboards", "history"]
 
 
 def _imports(path: Path) -> set[str]:

@@ -7,6 +7,7 @@ from karet_api.routing import CappedJsonRoute
 from karet_api.schemas.auth import PasswordBody, PasswordChange, SessionStatus, SetupStatus
 from karet_api.schemas.common import STORE_ERRORS, Ok, error_responses
 from karet_api.services import auth
+from karet_api.services.accounts import audit, identity, ratelimit, sessions
 
 router = APIRouter(prefix="/api", tags=["auth"], route_class=CappedJsonRoute)
 
@@ -46,6 +47,7 @@ def setup(
     """Set the admin password once, and log in (sets the session cookie)."""
     password = body.password if body and body.password else ""
     auth.create_admin(request, settings, stores.pipelines, password)
+    audit.record(stores.pipelines, "setup", actor=auth.ADMIN_USER, client=ratelimit.client_key(request))
     auth.issue_session(request, settings, response)
     return Ok()
 
@@ -83,17 +85,28 @@ def logout(request: Request, response: Response) -> Ok:
 @router.get(
     "/auth/me",
     response_model=SessionStatus,
+    response_model_exclude_none=True,
     responses={
         401: {"model": SessionStatus, "description": 'not logged in: `{"authenticated": false}`'},
         **error_responses(_MISCONFIGURED),
     },
 )
-def me(request: Request, response: Response, settings: SettingsDep) -> SessionStatus:
-    """Whether the request carries a valid session (or the API key)."""
-    authenticated = auth.is_authenticated(request, settings)
-    if not authenticated:
+def me(request: Request, response: Response, settings: SettingsDep, stores: StoreDep) -> SessionStatus:
+    """Whether the request carries a valid session, access token or the API key; renews an access token
+    that is near its end, so an open page stays signed in and an idle one does not."""
+    actor = identity.resolve(request, settings, stores.pipelines)
+    if actor is None:
         response.status_code = 401
-    return SessionStatus(authenticated=authenticated)
+        return SessionStatus(authenticated=False)
+    if actor.token is None:
+        return SessionStatus(authenticated=True)
+    status = SessionStatus(authenticated=True, user=actor.name, role=actor.role.name)
+    renewed = sessions.renew(request, settings, stores.pipelines, actor)
+    if renewed is not None:
+        status.access_token, status.expires_in = renewed.access_token, renewed.expires_in
+        if actor.token_from_cookie:
+            sessions.set_cookies(request, response, renewed)
+    return status
 
 
 @router.patch(

@@ -1,8 +1,9 @@
-"""Pipelines as wholes: list, create from a template, delete, and rename (REFERENCE §4.3)."""
+"""Pipelines as wholes: list, create from a template, delete, rename (REFERENCE §4.3), promotion mode."""
 
 from fastapi import APIRouter
 
 from karet_api.deps import InstanceDep, ReloaderDep, SettingsDep, StoreDep
+from karet_api.roles import Auditor, Engineer, Role, require_role
 from karet_api.routing import CappedJsonRoute
 from karet_api.schemas.common import STORE_ERRORS, error_responses
 from karet_api.schemas.pipelines import (
@@ -10,11 +11,14 @@ from karet_api.schemas.pipelines import (
     PipelineCreated,
     PipelineDeleted,
     PipelineList,
-    PipelineRename,
-    PipelineRenamed,
+    PipelineUpdate,
+    PipelineUpdated,
 )
 from karet_api.services import pipelines
+from karet_api.services.accounts import visibility
 from karet_defs.catalog import list_slugs
+from karet_defs.errors import MissingFields
+from karet_defs.history import versions
 from karet_defs.slugs import sanitise_slug
 
 router = APIRouter(prefix="/api", tags=["pipelines"], route_class=CappedJsonRoute)
@@ -25,9 +29,9 @@ router = APIRouter(prefix="/api", tags=["pipelines"], route_class=CappedJsonRout
     response_model=PipelineList,
     responses=error_responses((401, "not signed in"), *STORE_ERRORS),
 )
-def list_pipelines(stores: StoreDep) -> PipelineList:
+def list_pipelines(stores: StoreDep, actor: Auditor) -> PipelineList:
     """Every pipeline with a `pipeline.json`, in key order."""
-    return PipelineList(pipelines=list(dict.fromkeys(list_slugs(stores))))
+    return PipelineList(pipelines=visibility.visible_slugs(stores, actor, dict.fromkeys(list_slugs(stores))))
 
 
 @router.post(
@@ -40,10 +44,14 @@ def list_pipelines(stores: StoreDep) -> PipelineList:
         *STORE_ERRORS,
     ),
 )
-def create_pipeline(request: PipelineCreate, stores: StoreDep, reloader: ReloaderDep) -> PipelineCreated:
-    """Create a pipeline from a template; of concurrent creates of one slug exactly one succeeds."""
+def create_pipeline(
+    request: PipelineCreate, stores: StoreDep, reloader: ReloaderDep, actor: Engineer
+) -> PipelineCreated:
+    """Create a pipeline from a template (its config version 1); of concurrent creates of one slug exactly
+    one succeeds."""
     slug = sanitise_slug(request.slug)
-    pipelines.create_pipeline(stores, slug, request.template)
+    pipelines.create_pipeline(stores, slug, request.template, author=actor.name)
+    visibility.claim(stores, actor, slug)
     reloader.request()
     return PipelineCreated(pipeline=slug)
 
@@ -72,27 +80,42 @@ def delete_pipeline(
 
 @router.patch(
     "/pipelines/{slug}",
-    response_model=PipelineRenamed,
+    response_model=PipelineUpdated,
     response_model_by_alias=True,
+    response_model_exclude_none=True,
     responses=error_responses(
         (401, "not signed in"),
-        (404, "not_found: no object under `pipelines/<slug>/`"),
+        (403, "forbidden: changing `promotion` needs the lead role"),
+        (404, "not_found: no object under `pipelines/<slug>/`; pipeline_config_not_found (promotion)"),
         (409, "already_exists: the new slug has a pipeline.json; pipeline_busy: a run is queued or running"),
-        (422, "invalid_slug (either side) or unchanged"),
+        (422, "invalid_slug (either side), unchanged, or missing_fields (neither `newSlug` nor `promotion`)"),
         *STORE_ERRORS,
     ),
 )
-def rename_pipeline(
+def update_pipeline(
     slug: str,
-    request: PipelineRename,
+    request: PipelineUpdate,
     stores: StoreDep,
     reloader: ReloaderDep,
     instance: InstanceDep,
     settings: SettingsDep,
-) -> PipelineRenamed:
-    """Rename: copy every object to the new prefix (config last, prefixes rewritten), then delete the old."""
-    old, new = sanitise_slug(slug), sanitise_slug(request.new_slug)
-    pipelines.ensure_idle(instance, old, orphan_after=settings.orphan_after_seconds)
-    moved = pipelines.rename_pipeline(stores, old, new)
-    reloader.request()
-    return PipelineRenamed(from_=old, to=new, moved=moved)
+    actor: Engineer,
+) -> PipelineUpdated:
+    """Switch the promotion mode (`direct` | `reviewed`), and/or rename: copy every object to the new prefix
+    (config last, prefixes rewritten, history carried), then delete the old."""
+    old = sanitise_slug(slug)
+    if request.new_slug is None and request.promotion is None:
+        raise MissingFields("give `newSlug`, `promotion` or both", extra={"fields": ["newSlug", "promotion"]})
+    updated = PipelineUpdated()
+    if request.promotion is not None:
+        require_role(Role.lead)(actor)
+        updated.promotion = versions.set_promotion(stores, old, request.promotion)
+        updated.pipeline = old
+    if request.new_slug is not None:
+        new = sanitise_slug(request.new_slug)
+        pipelines.ensure_idle(instance, old, orphan_after=settings.orphan_after_seconds)
+        updated.moved = pipelines.rename_pipeline(stores, old, new)
+        updated.from_, updated.to = old, new
+        updated.pipeline = new if updated.promotion is not None else None
+        reloader.request()
+    return updated

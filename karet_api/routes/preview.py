@@ -1,9 +1,12 @@
-"""A pipeline's preview thumbnail: a PNG the graph page captures and the pipeline list shows."""
+"""A pipeline's preview thumbnail: rendered from its first dashboard after each run, or uploaded (a PNG the
+graph page captures), and shown by the pipeline list."""
 
 import base64
 import io
+from functools import partial
+from typing import Annotated
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from karet_api.deps import StoreDep
@@ -26,8 +29,9 @@ _PNG = {"content": {"image/png": {"schema": {"type": "string", "format": "binary
 
 @router.head(
     "/p/{slug}/preview",
+    response_class=Response,
     responses={
-        200: {"description": "A preview is stored"},
+        200: {**_PNG, "description": "A preview is stored (rendered by the last run, or uploaded)"},
         404: {"description": "No preview yet"},
         **error_responses((401, "not signed in")),
     },
@@ -70,10 +74,19 @@ def read_preview(slug: str, stores: StoreDep) -> Response:
     ),
     openapi_extra={"requestBody": {**_PNG, "required": True}},
 )
-async def save_preview(slug: str, request: Request, stores: StoreDep) -> Ok:
-    """Store the PNG request body as the preview."""
+async def save_preview(
+    slug: str,
+    request: Request,
+    stores: StoreDep,
+    keep: Annotated[
+        bool,
+        Query(description="Keep this preview over the ones runs render, until an upload without `keep`"),
+    ] = False,
+) -> Ok:
+    """Store the PNG request body as the preview: until the next run renders the first dashboard, or for
+    good with `keep=true`."""
     slug = sanitise_slug(slug)
     body = io.BytesIO()
     await read_body(request, body, limit=MAX_PREVIEW_BYTES, code="payload_too_large")
-    await run_in_threadpool(pipelines.save_preview, stores, slug, body.getvalue())
+    await run_in_threadpool(partial(pipelines.save_preview, stores, slug, body.getvalue(), keep=keep))
     return Ok()

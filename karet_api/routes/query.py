@@ -1,8 +1,9 @@
 """Karet's SQL page (REFERENCE §9): one SELECT over a pipeline's tables, and the pipeline's saved queries."""
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Depends, status
 
-from karet_api.deps import SettingsDep, StoreDep
+from karet_api.deps import QueryGateDep, SettingsDep, StoreDep
+from karet_api.roles import Role, require_role
 from karet_api.routing import CappedJsonRoute
 from karet_api.schemas.common import STORE_ERRORS, Ok, error_responses
 from karet_api.schemas.query import (
@@ -30,6 +31,7 @@ _COMMON = ((401, "not signed in"), *STORE_ERRORS)
 @router.post(
     "/p/{slug}/query",
     response_model=QueryResponse,
+    dependencies=[Depends(require_role(Role.auditor))],
     responses=error_responses(
         *_COMMON,
         (
@@ -42,17 +44,21 @@ _COMMON = ((401, "not signed in"), *STORE_ERRORS)
         ),
         (404, "pipeline_not_found, version_not_found"),
         (422, "missing_sql, query_too_long (over 10 000 characters), invalid_slug"),
+        (429, "rate_limited: every query slot is busy (see Retry-After)"),
     ),
 )
-def query(slug: str, body: QueryRequest, stores: StoreDep, settings: SettingsDep) -> QueryResponse:
+def query(
+    slug: str, body: QueryRequest, stores: StoreDep, settings: SettingsDep, gate: QueryGateDep
+) -> QueryResponse:
     """Run one read-only SELECT over the pipeline's tables, each known by its id and by `nameToSlug(name)`."""
-    result = run_query(
-        stores,
-        sanitise_slug(slug),
-        body.sql,
-        limits=QueryLimits.from_settings(settings),
-        versions=body.versions,
-    )
+    with gate.slot():
+        result = run_query(
+            stores,
+            sanitise_slug(slug),
+            body.sql,
+            limits=QueryLimits.from_settings(settings),
+            versions=body.versions,
+        )
     columns = [c.name for c in result.columns]
     rows = [dict(zip(columns, row, strict=True)) for row in result.rows]
     return QueryResponse(columns=columns, rows=rows, rowCount=result.row_count)

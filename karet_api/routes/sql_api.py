@@ -6,7 +6,6 @@ included, is in KalamDB's envelope: ``KalamRoute`` turns whatever a handler, its
 parsing raise into it through ``kalam_error_response``.
 """
 
-import hmac
 import time
 from collections.abc import Awaitable, Callable
 from typing import Annotated
@@ -16,12 +15,13 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
-from karet_api.deps import SettingsDep, StoreDep, bearer_token
+from karet_api.deps import QueryGateDep, SettingsDep, StoreDep, bearer_token
 from karet_api.errors import kalam_error_response
 from karet_api.routing import CappedJsonRoute
 from karet_api.schemas.query import SqlColumn, SqlErrorResponse, SqlRequest, SqlResponse, SqlResult
-from karet_api.services import auth
-from karet_defs.errors import BadRequest, KaretError, PayloadTooLarge, Unauthorized
+from karet_api.services.accounts import identity, ratelimit, visibility
+from karet_api.services.accounts.identity import Actor
+from karet_defs.errors import BadRequest, KaretError, PayloadTooLarge, PipelineNotFound, Unauthorized
 from karet_defs.query.engine import QueryLimits, check_sql, namespace_slug, run_query
 
 API_KEY_USER = "api-key"
@@ -50,41 +50,52 @@ _KALAM_TYPES = {
 class KalamRoute(CappedJsonRoute):
     """A route answering every failure in KalamDB's envelope, with the milliseconds it took."""
 
+    kalam_codes: dict[type[KaretError], tuple[int, str]] | None = None  # a family's own codes, if any
+
     def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
         handler = super().get_route_handler()
+        codes = self.kalam_codes
 
         async def enveloped(request: Request) -> Response:
             started = time.perf_counter()
             try:
                 return await handler(request)
             except KaretError as exc:
-                return kalam_error_response(exc, _took(started))
+                return kalam_error_response(exc, _took(started), codes)
             except RequestValidationError as exc:
                 reason = "; ".join(str(e.get("msg")) for e in exc.errors()[:5])
-                return kalam_error_response(BadRequest(f"invalid request body: {reason}"), _took(started))
+                return kalam_error_response(
+                    BadRequest(f"invalid request body: {reason}"), _took(started), codes
+                )
             except HTTPException as exc:
                 error = (
                     PayloadTooLarge(str(exc.detail))
                     if exc.status_code == 413
                     else BadRequest(str(exc.detail))
                 )
-                return kalam_error_response(error, _took(started))
+                return kalam_error_response(error, _took(started), codes)
 
         return enveloped
 
 
-def require_bearer(request: Request, settings: SettingsDep) -> str:
-    """The caller: ``Authorization: Bearer <KARET_API_KEY>``, or a signed-in session; Basic is refused."""
-    token = bearer_token(request)
-    if token and settings.api_key and hmac.compare_digest(token.encode(), settings.api_key.encode()):
-        return API_KEY_USER
-    basic = request.headers.get("authorization", "").lower().startswith("basic ")
-    if not basic and request.cookies.get(auth.SESSION_COOKIE) and auth.has_valid_session(request, settings):
-        return SESSION_USER
-    raise Unauthorized("a bearer token is required")
+def require_bearer_actor(request: Request, settings: SettingsDep, stores: StoreDep) -> Actor:
+    """The caller: the API key or an access token as a bearer, or a signed-in session; Basic is refused."""
+    if request.headers.get("authorization", "").lower().startswith("basic "):
+        raise Unauthorized("a bearer token is required")
+    actor = identity.resolve(request, settings, stores.pipelines)
+    # KalamDB takes the key as a bearer only: ``X-API-Key`` is Karet's header, not this API's.
+    if actor is None or (actor.service and not bearer_token(request)):
+        raise Unauthorized("a bearer token is required")
+    return actor
+
+
+def require_bearer(actor: Annotated[Actor, Depends(require_bearer_actor)]) -> str:
+    """The caller's name as KalamDB reports it (``as_user``)."""
+    return API_KEY_USER if actor.service else actor.name
 
 
 Caller = Annotated[str, Depends(require_bearer)]
+BearerActor = Annotated[Actor, Depends(require_bearer_actor)]
 
 router = APIRouter(prefix="/v1/api", tags=["sql (KalamDB)"], route_class=KalamRoute)
 
@@ -100,21 +111,35 @@ router = APIRouter(prefix="/v1/api", tags=["sql (KalamDB)"], route_class=KalamRo
             (403, "PERMISSION_DENIED: not one SELECT, two namespaces, or a file/extension/setting reached"),
             (404, "TABLE_NOT_FOUND: no such namespace (pipeline) or table"),
             (413, "PAYLOAD_TOO_LARGE"),
+            (429, "RATE_LIMIT_EXCEEDED: all query slots busy or the caller's limit reached (Retry-After)"),
             (503, "CLUSTER_UNAVAILABLE: the store cannot be read"),
         )
     },
 )
-def sql(body: SqlRequest, stores: StoreDep, settings: SettingsDep, caller: Caller) -> SqlResponse:
+def sql(
+    body: SqlRequest,
+    request: Request,
+    stores: StoreDep,
+    settings: SettingsDep,
+    actor: BearerActor,
+    caller: Caller,
+    gate: QueryGateDep,
+) -> SqlResponse:
     """Run one SELECT with `$1…$n` bound from `params`, over the tables of the namespace it names."""
     started = time.perf_counter()
+    ratelimit.limiter(request.app).hit_sql(request, None if actor.service else actor.name)
     text = check_sql(body.sql)
-    result = run_query(
-        stores,
-        namespace_slug(text, body.namespace_id),
-        text,
-        body.params or None,
-        limits=QueryLimits.from_settings(settings),
-    )
+    slug = namespace_slug(text, body.namespace_id)
+    if slug is not None and not visibility.can_see(stores, actor, slug):
+        raise PipelineNotFound(f"no pipeline config for `{slug}`")
+    with gate.slot():
+        result = run_query(
+            stores,
+            slug,
+            text,
+            body.params or None,
+            limits=QueryLimits.from_settings(settings),
+        )
     schema = [
         SqlColumn(name=c.name, data_type=_KALAM_TYPES.get(c.type, c.type), index=i)
         for i, c in enumerate(result.columns)

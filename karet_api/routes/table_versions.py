@@ -9,10 +9,11 @@ its health, compaction and expiry answer 404 `table_not_found`, its restore 404 
 from typing import Annotated, Any
 
 import dagster as dg
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Depends, Path
 from starlette.concurrency import run_in_threadpool
 
 from karet_api.deps import InstanceDep, SettingsDep, StoreDep
+from karet_api.roles import Role, require_role
 from karet_api.routes.tables import _pipeline, _table
 from karet_api.routing import CappedJsonRoute
 from karet_api.schemas.common import STORE_ERRORS, error_responses
@@ -82,6 +83,7 @@ def health(slug: str, table_id: str, stores: StoreDep, settings: SettingsDep) ->
 @router.post(
     "/p/{slug}/tables/{table_id}/versions/{n}/restore",
     response_model=TableRestored,
+    dependencies=[Depends(require_role(Role.lead))],
     responses=error_responses(
         *_READ_ERRORS,
         (404, "pipeline_not_found, table_not_found, or version_not_found: no such version (or expired)"),
@@ -107,6 +109,7 @@ async def restore(
 @router.post(
     "/p/{slug}/tables/{table_id}/compact",
     response_model=TableOperation,
+    dependencies=[Depends(require_role(Role.lead))],
     responses=error_responses(
         *_READ_ERRORS,
         (404, "pipeline_not_found, or table_not_found (also when not written yet)"),
@@ -135,6 +138,7 @@ async def compact(
 @router.post(
     "/p/{slug}/tables/{table_id}/expire",
     response_model=TableOperation,
+    dependencies=[Depends(require_role(Role.lead))],
     responses=error_responses(
         *_READ_ERRORS,
         (404, "pipeline_not_found, or table_not_found (also when not written yet)"),

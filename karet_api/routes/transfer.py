@@ -2,6 +2,7 @@
 
 import tempfile
 import time
+from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
@@ -9,10 +10,12 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from karet_api.deps import ReloaderDep, StoreDep
+from karet_api.roles import Engineer
 from karet_api.routing import CappedJsonRoute
 from karet_api.schemas.common import STORE_ERRORS, error_responses
 from karet_api.schemas.pipelines import PipelineCreated
 from karet_api.services import transfer
+from karet_api.services.accounts import visibility
 from karet_api.services.pipelines import ensure_slug_free
 from karet_defs.slugs import sanitise_slug
 
@@ -74,6 +77,7 @@ async def import_pipeline(
     request: Request,
     stores: StoreDep,
     reloader: ReloaderDep,
+    actor: Engineer,
     name: Annotated[str | None, Query(description="Slug to import as; default `imported-<epoch ms>`")] = None,
 ) -> PipelineCreated:
     """Create a pipeline from an exported ZIP (the raw request body); a refused import stores nothing."""
@@ -81,6 +85,7 @@ async def import_pipeline(
     await run_in_threadpool(ensure_slug_free, stores, slug)
     with tempfile.SpooledTemporaryFile(max_size=_SPOOL_BYTES) as body:
         await transfer.read_body(request, body, limit=transfer.MAX_ZIP_BYTES, code="zip_too_large")
-        await run_in_threadpool(transfer.import_zip, stores, slug, body)
+        await run_in_threadpool(partial(transfer.import_zip, stores, slug, body, author=actor.name))
+    await run_in_threadpool(visibility.claim, stores, actor, slug)
     reloader.request()
     return PipelineCreated(pipeline=slug)

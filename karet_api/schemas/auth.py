@@ -30,4 +30,11 @@ class PasswordChange(BaseModel):
 
 
 class SessionStatus(BaseModel):
+    """Karet's ``{"authenticated"}``; a caller signed in with an access token also learns who it is, and
+    gets a renewed token when its own has under 5 minutes left (also set as the ``karet_token`` cookie)."""
+
     authenticated: bool
+    user: str | None = None
+    role: str | None = None
+    access_token: str | None = None
+    expires_in: int | None = None

@@ -13,6 +13,22 @@ class FileErrorRecord(BaseModel):
     message: str = Field(description="What the column expects")
 
 
+class JobProgress(BaseModel):
+    """The latest progress a run reported (at most every 500 ms while it runs)."""
+
+    phase: Literal["listing", "parsing", "transforming", "writing", "committing", "checks", "done"]
+    table: str | None = Field(description="The table being worked on")
+    files_done: int = Field(description="Raw files evaluated (per mapping reading them), of `files_total`")
+    files_total: int = Field(description="Raw files planned so far; grows as each table is planned")
+    rows_read: int = Field(description="Rows evaluated (after record filters and `where`)")
+    rows_written: int
+    bytes_done: int
+    bytes_total: int
+    current_file: str | None
+    elapsed_seconds: float
+    eta_seconds: float | None = Field(description="Estimate of the time left, from bytes (or files) done")
+
+
 class JobRecord(BaseModel):
     id: str = Field(description="The Dagster run id")
     pipeline: str
@@ -28,6 +44,15 @@ class JobRecord(BaseModel):
     partitions_written: int | None = None
     files_processed: int | None = None
     trigger: str | None = None
+    progress: JobProgress | None = Field(
+        None, description="The run's latest progress (job detail only; none before its first report)"
+    )
+    config_version: int | None = Field(
+        None, description="The config version the run read (set when it starts; none if unversioned)"
+    )
+    environment: str | None = Field(
+        None, description="`qa` or `uat` for a sandbox run of a config version; none: a production run"
+    )
 
 
 class JobList(BaseModel):

@@ -1,28 +1,23 @@
-"""Who may call ``/api/*``, and Karet's single admin: password, session cookie, login throttle (§4.14).
+"""Karet's single admin (§4.14): its password, the API key check and the session cookie.
 
-A request is authenticated by the API key (``X-API-Key`` or ``Authorization: Bearer``) or by the session
-cookie ``karet_session``: an itsdangerous signed, timestamped token valid for 7 days and kept nowhere on
+Who a request is (the API key, an access token, this cookie) is decided in ``services.accounts.identity``;
+the cookie ``karet_session`` is an itsdangerous signed, timestamped token valid for 7 days and kept nowhere on
 the server, so rotating the session secret revokes every session. The secret is ``KARET_SESSION_SECRET``;
 when it is empty the local store generates one once into ``<data_dir>/.karet-secrets/session_secret``,
 while with S3 it is required and its absence answers ``500 server_misconfigured``. The admin is one
 object, ``_auth/admin.json`` in the pipelines bucket, holding an argon2id hash; setup creates it with a
-conditional put, so of two concurrent setups exactly one wins. Password checks spend a token of the
-client's bucket and one of two global verification slots, and with no admin they still hash against a
-dummy, so timing does not reveal the state. Per-app state (the signer, the throttle) lives on
+conditional put, so of two concurrent setups exactly one wins. Password checks spend an attempt of the
+client's rate limit (``services.accounts.ratelimit``) and one of two verification slots, and with no admin
+they still hash against a dummy, so timing does not reveal the state. The session signer lives on
 ``app.state`` and is built on first use.
 """
 
 import hmac
 import json
-import math
 import os
 import secrets
 import tempfile
 import threading
-import time
-from collections import OrderedDict
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache
@@ -34,19 +29,19 @@ from argon2.exceptions import VerificationError
 from fastapi import Request, Response
 from itsdangerous import BadData, URLSafeTimedSerializer
 
+from karet_api.services.accounts import audit, ratelimit
 from karet_defs.errors import (
     BadRequest,
     Conflict,
     KaretError,
     NotFound,
-    ObjectNotFound,
     PreconditionFailed,
-    RateLimited,
     Unauthorized,
     Unprocessable,
 )
 from karet_defs.settings import Settings
 from karet_defs.store.base import ObjectStore
+from karet_defs.store.reads import read_json_record
 
 SESSION_COOKIE = "karet_session"
 SESSION_TTL_SECONDS = 7 * 24 * 60 * 60
@@ -56,89 +51,16 @@ ADMIN_KEY = "_auth/admin.json"
 SECRET_DIR_NAME = ".karet-secrets"
 SECRET_FILE_NAME = "session_secret"
 
-LOGIN_BURST = 5
-LOGIN_REFILL_SECONDS = 15.0
-LOGIN_MAX_CLIENTS = 10_000
-LOGIN_MAX_CONCURRENT = 2
-BUSY_RETRY_AFTER = 2
-
-_SESSION_SUBJECT = "admin"
+ADMIN_USER = "admin"
 _hasher = PasswordHasher()
 # Guards only the lazy creation of each app's ``AuthState``; the state itself is per app.
 _state_lock = threading.Lock()
 
 
-class LoginThrottle:
-    """Token buckets per client key, plus a global cap on concurrent password verifications."""
-
-    def __init__(
-        self,
-        *,
-        burst: int = LOGIN_BURST,
-        refill_seconds: float = LOGIN_REFILL_SECONDS,
-        max_clients: int = LOGIN_MAX_CLIENTS,
-        max_concurrent: int = LOGIN_MAX_CONCURRENT,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.burst = burst
-        self.refill_seconds = refill_seconds
-        self.max_clients = max_clients
-        self.clock = clock
-        # client -> when its bucket is full again (a token bucket kept as one timestamp, GCRA-style, so
-        # refills are exact sums of ``refill_seconds`` rather than drifting fractions); LRU order.
-        self._full_at: OrderedDict[str, float] = OrderedDict()
-        self._lock = threading.Lock()
-        self._slots = threading.BoundedSemaphore(max_concurrent)
-
-    def take(self, client: str) -> None:
-        """Spend one attempt of ``client``, or raise ``RateLimited`` with the seconds until its next token."""
-        with self._lock:
-            now = self.clock()
-            full_at = max(self._full_at.pop(client, now), now) + self.refill_seconds
-            wait = full_at - now - self.burst * self.refill_seconds
-            if wait > 0:
-                self._remember(client, full_at - self.refill_seconds)
-                raise RateLimited(
-                    "Too many login attempts; wait before retrying.", retry_after=max(1, math.ceil(wait))
-                )
-            self._remember(client, full_at)
-
-    def forget(self, client: str) -> None:
-        """Drop the bucket of ``client`` (after a successful login)."""
-        with self._lock:
-            self._full_at.pop(client, None)
-
-    def tracked(self) -> list[str]:
-        """The tracked client keys, least recently attempted first."""
-        with self._lock:
-            return list(self._full_at)
-
-    @contextmanager
-    def verification_slot(self) -> Iterator[None]:
-        """Hold one of the global verification slots, or raise ``server_busy`` when none is free."""
-        # argon2 costs 64 MiB and a core per check: refusing beats queueing an unbounded crowd.
-        if not self._slots.acquire(blocking=False):
-            raise RateLimited(
-                "Too many concurrent login attempts; try again shortly.",
-                retry_after=BUSY_RETRY_AFTER,
-                code="server_busy",
-            )
-        try:
-            yield
-        finally:
-            self._slots.release()
-
-    def _remember(self, client: str, full_at: float) -> None:
-        self._full_at[client] = full_at
-        while len(self._full_at) > self.max_clients:
-            self._full_at.popitem(last=False)
-
-
 @dataclass
 class AuthState:
-    """What one app keeps between requests: the session signer (once resolved) and the login throttle."""
+    """What one app keeps between requests: the session signer, once resolved."""
 
-    throttle: LoginThrottle = field(default_factory=LoginThrottle)
     serializer: URLSafeTimedSerializer | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -162,6 +84,12 @@ def auth_state(app: Any) -> AuthState:
     return state
 
 
+def forget_secrets(app: Any) -> None:
+    """Drop the app's signer and token key, so the next request resolves the session secret again."""
+    app.state.karet_auth = AuthState()
+    app.state.karet_jwt_key = None
+
+
 def presented_api_key(request: Request) -> str:
     """The key in ``X-API-Key`` or ``Authorization: Bearer``, if any."""
     header = request.headers.get("x-api-key")
@@ -176,12 +104,6 @@ def api_key_matches(request: Request, settings: Settings) -> bool:
     expected = settings.api_key
     presented = presented_api_key(request)
     return bool(expected and presented) and hmac.compare_digest(presented.encode(), expected.encode())
-
-
-def is_authenticated(request: Request, settings: Settings) -> bool:
-    """The API key or a valid session cookie; raises ``server_misconfigured`` when no secret can be had."""
-    # The API key needs no session secret, so machine clients keep working on a misconfigured S3 deployment.
-    return api_key_matches(request, settings) or has_valid_session(request, settings)
 
 
 def session_serializer(request: Request, settings: Settings) -> URLSafeTimedSerializer:
@@ -239,12 +161,12 @@ def has_valid_session(request: Request, settings: Settings) -> bool:
         payload = serializer.loads(token, max_age=SESSION_TTL_SECONDS)
     except BadData:  # bad signature, expired, future-dated or malformed: all simply "not logged in"
         return False
-    return isinstance(payload, dict) and payload.get("sub") == _SESSION_SUBJECT
+    return isinstance(payload, dict) and payload.get("sub") == ADMIN_USER
 
 
 def issue_session(request: Request, settings: Settings, response: Response) -> None:
     """Set a fresh 7-day session cookie on ``response``."""
-    token = session_serializer(request, settings).dumps({"sub": _SESSION_SUBJECT})
+    token = session_serializer(request, settings).dumps({"sub": ADMIN_USER})
     response.headers.append("set-cookie", _cookie(request, token, SESSION_TTL_SECONDS))
 
 
@@ -261,14 +183,6 @@ def _cookie(request: Request, value: str, max_age: int) -> str:
     return "; ".join(parts)
 
 
-def client_key(request: Request) -> str:
-    """The throttle key: the first ``X-Forwarded-For`` hop, else the peer address, else ``unknown``."""
-    first_hop = request.headers.get("x-forwarded-for", "").split(",")[0].strip()
-    if first_hop:
-        return first_hop
-    return request.client.host if request.client and request.client.host else "unknown"
-
-
 def needs_setup(store: ObjectStore) -> bool:
     """Whether no admin exists yet."""
     return store.head(ADMIN_KEY) is None
@@ -279,19 +193,14 @@ def load_admin(store: ObjectStore) -> AdminRecord | None:
     info = store.head(ADMIN_KEY)
     if info is None:
         return None
-    try:
-        document = json.loads(store.get(ADMIN_KEY))
-    except ObjectNotFound:
+    document = read_json_record(store, ADMIN_KEY)
+    if document is None:
         return None
-    except ValueError:
-        document = {}
-    if not isinstance(document, dict):
-        document = {}
     password_hash = document.get("password_hash")
     created_at = document.get("created_at")
     return AdminRecord(
         password_hash=password_hash if isinstance(password_hash, str) else "",
-        created_at=created_at if isinstance(created_at, str) else _now_iso(),
+        created_at=created_at if isinstance(created_at, str) else now_iso(),
         etag=info.etag,
     )
 
@@ -303,7 +212,7 @@ def create_admin(request: Request, settings: Settings, store: ObjectStore, passw
     session_serializer(request, settings)
     if not needs_setup(store):
         raise _already_initialized()
-    document = _admin_document(_hasher.hash(password), created_at=_now_iso())
+    document = _admin_document(_hasher.hash(password), created_at=now_iso())
     try:
         store.put(ADMIN_KEY, document, content_type="application/json", if_none_match=True)
     except PreconditionFailed as exc:
@@ -315,15 +224,16 @@ def login(request: Request, settings: Settings, store: ObjectStore, password: st
     if not password:
         raise Unauthorized("Password is required.", code="invalid_credentials")
     session_serializer(request, settings)
-    throttle = auth_state(request.app).throttle
-    client = client_key(request)
-    throttle.take(client)
+    limiter = ratelimit.limiter(request.app)
+    limiter.hit_login(request, ADMIN_USER)
     admin = load_admin(store)
-    with throttle.verification_slot():
-        verified = _verify(admin.password_hash if admin else _dummy_hash(), password)
-    if not (admin and verified):
+    with limiter.verification_slot():
+        verified = verify_password(admin.password_hash if admin else None, password)
+    if not verified:
+        audit.record(store, "login_failed", actor=ADMIN_USER, client=ratelimit.client_key(request))
         raise Unauthorized("Invalid password.", code="invalid_credentials")
-    throttle.forget(client)
+    limiter.clear_login(request, ADMIN_USER)
+    audit.record(store, "login", actor=ADMIN_USER, client=ratelimit.client_key(request), via="password")
 
 
 def change_password(
@@ -339,14 +249,13 @@ def change_password(
     if admin is None:
         raise NotFound("No admin exists; run setup first.", code="no_admin")
     # A stolen cookie must not become an unthrottled oracle for the password itself.
-    throttle = auth_state(request.app).throttle
-    client = client_key(request)
-    throttle.take(client)
-    with throttle.verification_slot():
+    limiter = ratelimit.limiter(request.app)
+    limiter.hit_login(request, ADMIN_USER)
+    with limiter.verification_slot():
         if not _verify(admin.password_hash, current_password):
             raise Unauthorized("Current password is incorrect.", code="wrong_password")
         new_hash = _hasher.hash(new_password)
-    throttle.forget(client)
+    limiter.clear_login(request, ADMIN_USER)
     # If-Match: a concurrent change makes this one fail (412) instead of silently overwriting it.
     store.put(
         ADMIN_KEY,
@@ -354,6 +263,29 @@ def change_password(
         content_type="application/json",
         if_match=admin.etag,
     )
+
+
+def replace_admin_password(store: ObjectStore, password_hash: str) -> None:
+    """Write a new hash into the admin record, keeping its creation time; 412 if it changed meanwhile."""
+    admin = load_admin(store)
+    if admin is None:
+        raise NotFound("No admin exists; run setup first.", code="no_admin")
+    store.put(
+        ADMIN_KEY,
+        _admin_document(password_hash, created_at=admin.created_at),
+        content_type="application/json",
+        if_match=admin.etag,
+    )
+
+
+def hash_password(password: str) -> str:
+    """The argon2id hash of ``password``."""
+    return _hasher.hash(password)
+
+
+def verify_password(password_hash: str | None, password: str) -> bool:
+    """Whether ``password`` matches; with no hash it still costs one verification (against a dummy)."""
+    return _verify(password_hash or _dummy_hash(), password) and bool(password_hash)
 
 
 def check_new_password(password: str) -> None:
@@ -381,7 +313,8 @@ def _admin_document(password_hash: str, *, created_at: str) -> bytes:
     return json.dumps({"version": 1, "password_hash": password_hash, "created_at": created_at}).encode()
 
 
-def _now_iso() -> str:
+def now_iso() -> str:
+    """Now in UTC as ``2026-01-02T03:04:05.678Z``."""
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 

@@ -11,8 +11,10 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
-from karet_api.schemas.jobs import JobRecord
+from karet_api.schemas.jobs import JobProgress, JobRecord
 from karet_defs.orchestration.jobs import (
+    TAG_CONFIG_VERSION,
+    TAG_ENVIRONMENT,
     TAG_ERRORS,
     TAG_FILE_ERRORS,
     TAG_FILES_PROCESSED,
@@ -22,6 +24,7 @@ from karet_defs.orchestration.jobs import (
 )
 from karet_defs.orchestration.launch import failure_message
 from karet_defs.orchestration.liveness import fail_dead_runs
+from karet_defs.orchestration.progress import latest_progress
 
 _STATUS = {
     dg.DagsterRunStatus.QUEUED: "scheduled",
@@ -73,6 +76,8 @@ def job_record(instance: dg.DagsterInstance, record: dg.RunRecord, *, orphan_aft
         partitions_written=_int(tags.get(TAG_PARTITIONS_WRITTEN)),
         files_processed=_int(tags.get(TAG_FILES_PROCESSED)),
         trigger=tags.get(TAG_TRIGGER),
+        config_version=_int(tags.get(TAG_CONFIG_VERSION)),
+        environment=tags.get(TAG_ENVIRONMENT),
     )
 
 
@@ -87,7 +92,13 @@ def get_job(instance: dg.DagsterInstance, run_id: str, *, orphan_after: float) -
     records = instance.get_run_records(dg.RunsFilter(run_ids=[run_id]), limit=1)
     if records and fail_dead_runs(instance, records[0].dagster_run.tags.get(TAG_PIPELINE)):
         records = instance.get_run_records(dg.RunsFilter(run_ids=[run_id]), limit=1)
-    return job_record(instance, records[0], orphan_after=orphan_after) if records else None
+    if not records:
+        return None
+    record = job_record(instance, records[0], orphan_after=orphan_after)
+    progress = latest_progress(instance, run_id)
+    if progress is not None:
+        record.progress = JobProgress.model_validate(progress.to_dict())
+    return record
 
 
 def _silent_for(instance: dg.DagsterInstance, record: dg.RunRecord) -> float:

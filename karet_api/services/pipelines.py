@@ -1,4 +1,4 @@
-"""Services over one pipeline's objects: create, delete and rename it, its config, dashboards and preview.
+"""Services over one pipeline's objects: create, delete and rename it, its config and its preview.
 
 A pipeline is every object under ``pipelines/<slug>/`` in the three buckets (one store when they share a
 bucket); it exists for listings once ``pipeline.json`` does. So creating writes the config first, with a
@@ -10,43 +10,38 @@ writing under the old prefix. The config API is a compare-and-swap on the store'
 """
 
 import contextlib
-import hashlib
 import json
 import logging
 from collections.abc import Iterable
+from functools import partial
 from pathlib import Path
 
 import dagster as dg
-import yaml
 
 from karet_api.services.jobs import job_record
-from karet_defs.config.validate import load_pipeline
+from karet_defs.dashboards.preview import PNG_TYPE, keep_upload
 from karet_defs.errors import (
     Conflict,
-    DashboardNotFound,
     KaretError,
     NotFound,
     ObjectNotFound,
-    PipelineConfigNotFound,
     PreconditionFailed,
     Unprocessable,
 )
+from karet_defs.history import versions
 from karet_defs.orchestration.jobs import TAG_PIPELINE
 from karet_defs.orchestration.liveness import fail_dead_runs
 from karet_defs.scratch import scratch_dir
 from karet_defs.slugs import relocate_path_prefixes, sanitise_slug
 from karet_defs.store import keys
 from karet_defs.store.base import ObjectInfo, ObjectStore, Stores, normalise_etag
+from karet_defs.store.reads import read_verified
 from karet_defs.templates import TEMPLATE_IDS, content_type_for, install_template
 
 _log = logging.getLogger("karet.api")
 
 JSON_TYPE = "application/json"
-YAML_TYPE = "application/yaml"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-DASHBOARDS_DIR = "dashboards/"
-_DASHBOARD_TYPES = {".json": JSON_TYPE, ".yaml": YAML_TYPE, ".yml": YAML_TYPE}
-_CONFIG_READ_ATTEMPTS = 3
 _UNFINISHED = [
     dg.DagsterRunStatus.NOT_STARTED,
     dg.DagsterRunStatus.QUEUED,
@@ -102,14 +97,19 @@ def discard(written: Iterable[tuple[ObjectStore, str]]) -> None:
             store.delete(key)
 
 
-def create_pipeline(stores: Stores, slug: str, template: str) -> None:
-    """Install ``template`` under a new slug; ``Conflict`` if its config exists, even under a race."""
+def create_pipeline(
+    stores: Stores, slug: str, template: str, *, author: str = versions.UNKNOWN_AUTHOR
+) -> None:
+    """Install ``template`` under a new slug, its config version 1; ``Conflict`` if its config exists, even
+    under a race."""
     if template not in TEMPLATE_IDS:
         raise Unprocessable(
             f"unknown template {template!r}; known templates: {', '.join(TEMPLATE_IDS)}",
             code="invalid_template",
         )
     install_template(stores, slug, template, exclusive=True)
+    note = f"created from the {template} template"
+    versions.record_live(stores, slug, author=author, note=note, source="template")
 
 
 def delete_pipeline(stores: Stores, slug: str) -> int:
@@ -153,16 +153,25 @@ def rename_pipeline(stores: Stores, old: str, new: str) -> int:
     old_prefix, new_prefix = keys.pipeline_prefix(old), keys.pipeline_prefix(new)
     old_config_key = keys.config_key(old)
     config: bytes | None = None
+    history: dict[str, bytes] = {}
     written: list[tuple[ObjectStore, str]] = []
     try:
         with scratch_dir("rename") as tmp:
             for store, info in objects:
+                relative = info.key[len(old_prefix) :]
                 if store is stores.pipelines and info.key == old_config_key:
                     config = store.get(info.key)
                     continue
-                target = new_prefix + info.key[len(old_prefix) :]
+                if store is stores.pipelines and relative.startswith(keys.VERSIONS_FOLDER):
+                    history[relative] = store.get(info.key)  # moved with the config's prefixes, below
+                    continue
+                target = new_prefix + relative
                 copy_object(store, info.key, target, Path(tmp) / "object")
                 written.append((store, target))
+        relocate = partial(relocate_path_prefixes, old=old, new=new)
+        for relative, body in versions.rehome_history(history, relocate).items():
+            stores.pipelines.put(new_prefix + relative, body, content_type=JSON_TYPE)
+            written.append((stores.pipelines, new_prefix + relative))
         if config is not None:
             new_config = relocate_path_prefixes(config, old, new)
             try:
@@ -188,58 +197,49 @@ def copy_object(store: ObjectStore, source: str, target: str, scratch: Path) -> 
     store.put_file(target, path, content_type=content_type_for(target))
 
 
-def read_config(stores: Stores, slug: str, *, draft: bool = False) -> tuple[bytes, str, bool]:
-    """The ``pipeline.json`` bytes, the ETag that belongs to exactly those bytes, and whether they are the
-    editor's draft: asked for the draft, the live config answers when there is none."""
+def read_config(stores: Stores, slug: str, *, draft: bool = False) -> tuple[versions.Working, bool]:
+    """The config the editor works on (``versions.read_working``) and whether it is the editor's draft:
+    asked for the draft, the working config answers when there is none."""
     if draft:
-        found = _read_verified(stores.pipelines, keys.draft_config_key(slug))
+        found = read_verified(stores.pipelines, keys.draft_config_key(slug))
         if found is not None:
-            return *found, True
-    found = _read_verified(stores.pipelines, keys.config_key(slug))
-    if found is None:
-        raise PipelineConfigNotFound(f"pipeline `{slug}` has no pipeline.json")
-    return *found, False
+            return versions.Working(*found, version=None), True
+    return versions.read_working(stores, slug), False
 
 
-def _read_verified(store: ObjectStore, key: str) -> tuple[bytes, str] | None:
-    for _ in range(_CONFIG_READ_ATTEMPTS):
-        try:
-            body = store.get(key)
-        except ObjectNotFound:
-            return None
-        info = store.head(key)
-        if info is None:
-            return None
-        # A write between the GET and the HEAD would pair the old body with the new ETag, and the client's
-        # next If-Match would then overwrite a version it never saw. ETags that are not the body's MD5
-        # (multipart, SSE-KMS) cannot be checked this way and are taken as they are after the retries.
-        if info.etag == hashlib.md5(body, usedforsecurity=False).hexdigest():
-            return body, info.etag
-    return body, info.etag
-
-
-def write_config(stores: Stores, slug: str, body: bytes, if_match: str | None, *, draft: bool = False) -> str:
-    """Store ``body`` verbatim, only over ``if_match`` when given; return the new ETag.
-
-    The live config must validate (422 with every error, nothing stored), so the assets never read a
-    config they cannot run; a draft only has to be JSON. Saving the live config retires the draft.
-    """
+def write_config(
+    stores: Stores,
+    slug: str,
+    body: bytes,
+    *,
+    author: str,
+    if_match: str | None = None,
+    expected_version: int | None = None,
+    note: str | None = None,
+) -> versions.Saved:
+    """Record ``body`` verbatim as the next config version (``versions.save_config``: validated, only over
+    ``if_match`` / ``expected_version`` when given); saving retires the editor's draft."""
+    _check_json(body)
     try:
-        json.loads(body)
-    except (ValueError, RecursionError) as exc:  # RecursionError: nested deeper than the decoder goes
-        raise Unprocessable(f"invalid_json: {exc}", code="invalid_json", extra={"ok": False}) from exc
-    if not draft:
-        try:
-            load_pipeline(body)
-        except KaretError as exc:
-            exc.extra = {**exc.extra, "ok": False}
-            raise
-    key = keys.draft_config_key(slug) if draft else keys.config_key(slug)
+        saved = versions.save_config(
+            stores, slug, body, author=author, note=note, expected_version=expected_version, if_match=if_match
+        )
+    except KaretError as exc:
+        exc.extra = {**exc.extra, "ok": False}  # Karet's save answered every refusal with ``ok: false``
+        raise
+    stores.pipelines.delete(keys.draft_config_key(slug))
+    return saved
+
+
+def write_draft(stores: Stores, slug: str, body: bytes, if_match: str | None) -> str:
+    """Store ``body`` (any JSON) as the editor's draft, only over ``if_match`` when given; return its ETag."""
+    _check_json(body)
+    key = keys.draft_config_key(slug)
     expected = normalise_etag(if_match) if if_match is not None else None
     try:
         if expected == "":
             raise PreconditionFailed("an empty If-Match never matches")
-        etag = stores.pipelines.put(key, body, content_type=JSON_TYPE, if_match=expected)
+        return stores.pipelines.put(key, body, content_type=JSON_TYPE, if_match=expected)
     except PreconditionFailed as exc:
         # Read only to word the message; the decision was the store's conditional put.
         current = stores.pipelines.head(key)
@@ -247,62 +247,19 @@ def write_config(stores: Stores, slug: str, body: bytes, if_match: str | None, *
         raise PreconditionFailed(
             f"ETag mismatch: expected {expected}, got {got}", extra={"ok": False}
         ) from exc
-    if not draft:
-        stores.pipelines.delete(keys.draft_config_key(slug))
-    return etag
 
 
-def list_dashboards(stores: Stores, slug: str) -> tuple[list[str], list[tuple[str, str]]]:
-    """Dashboard ids in key order, and ``(id, name)`` pairs sorted by name."""
-    prefix = keys.pipeline_prefix(slug) + DASHBOARDS_DIR
-    found: dict[str, str] = {}
-    for info in stores.pipelines.list(prefix):
-        file_name = info.key[len(prefix) :]
-        stem, dot, suffix = file_name.rpartition(".")
-        if "/" in file_name or not stem or f"{dot}{suffix}" not in _DASHBOARD_TYPES:
-            continue
-        found.setdefault(stem, info.key)  # `x.json` sorts before `x.yaml`, as GET tries them
-    listings = [
-        (dashboard_id, _dashboard_name(stores, key) or dashboard_id) for dashboard_id, key in found.items()
-    ]
-    listings.sort(key=lambda pair: (pair[1].casefold(), pair[1], pair[0]))
-    return list(found), listings
-
-
-def _dashboard_name(stores: Stores, key: str) -> str | None:
+def _check_json(body: bytes) -> None:
     try:
-        body = stores.pipelines.get(key)
-    except ObjectNotFound:
-        return None  # deleted since the listing
-    try:
-        document = json.loads(body) if key.endswith(".json") else yaml.safe_load(body)
-    except (ValueError, yaml.YAMLError):
-        return None
-    name = document.get("name") if isinstance(document, dict) else None
-    return name.strip() or None if isinstance(name, str) else None
-
-
-def read_dashboard(stores: Stores, slug: str, name: str) -> tuple[bytes, str]:
-    """A dashboard's stored bytes and media type: ``<name>.json``, else ``.yaml``, else ``.yml``."""
-    if not name or "/" in name or "\\" in name or ".." in name or name.startswith("."):
-        raise DashboardNotFound(f"no dashboard named {name!r}", extra={"name": name})
-    prefix = keys.pipeline_prefix(slug) + DASHBOARDS_DIR
-    for suffix, media_type in _DASHBOARD_TYPES.items():
-        try:
-            return stores.pipelines.get(f"{prefix}{name}{suffix}"), media_type
-        except ObjectNotFound:
-            continue
-    raise DashboardNotFound(f"no dashboard named {name!r}", extra={"name": name})
-
-
-def preview_key(slug: str) -> str:
-    return keys.pipeline_prefix(slug) + "preview.png"
+        json.loads(body)
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested deeper than the decoder goes
+        raise Unprocessable(f"invalid_json: {exc}", code="invalid_json", extra={"ok": False}) from exc
 
 
 def read_preview(stores: Stores, raw_slug: str) -> bytes | None:
     """The stored preview, or None when it is missing or cannot be read (the page shows a placeholder)."""
     try:
-        return stores.pipelines.get(preview_key(sanitise_slug(raw_slug)))
+        return stores.pipelines.get(keys.preview_key(sanitise_slug(raw_slug)))
     except ObjectNotFound:
         return None
     except KaretError as exc:
@@ -311,11 +268,18 @@ def read_preview(stores: Stores, raw_slug: str) -> bytes | None:
 
 
 def has_preview(stores: Stores, slug: str) -> bool:
-    return stores.pipelines.head(preview_key(slug)) is not None
+    return stores.pipelines.head(keys.preview_key(slug)) is not None
 
 
-def save_preview(stores: Stores, slug: str, body: bytes) -> None:
-    """Store a PNG as the pipeline's preview; anything else is refused."""
+def save_preview(stores: Stores, slug: str, body: bytes, *, keep: bool = False) -> None:
+    """Store a PNG as the pipeline's preview, kept over the ones runs render when ``keep``, else only until
+    the next run; anything but a PNG is refused."""
     if not body.startswith(PNG_MAGIC):
         raise Unprocessable("the preview must be a PNG image", code="invalid_png")
-    stores.pipelines.put(preview_key(slug), body, content_type="image/png")
+    # The marker goes first when keeping, last when not, so a run rendering meanwhile never overwrites an
+    # upload meant to be kept.
+    if keep:
+        keep_upload(stores, slug, True)
+    stores.pipelines.put(keys.preview_key(slug), body, content_type=PNG_TYPE)
+    if not keep:
+        keep_upload(stores, slug, False)

@@ -20,6 +20,7 @@ from karet_defs.orchestration.launch import (
     execute_pipeline_run,
     execute_prepared_run,
     outcome_of_run,
+    start_job_run,
     start_pipeline_run,
     submit_job_run,
     submit_pipeline_run,
@@ -38,6 +39,20 @@ def start_run(
         return submit_pipeline_run(settings.dagster_url, slug, trigger=trigger, clean_run=clean_run)
     prepared, _ = start_pipeline_run(instance, slug, trigger=trigger, clean_run=clean_run)
     return prepared.run_id
+
+
+def start_job(
+    instance: dg.DagsterInstance,
+    settings: Settings,
+    job_name: str,
+    *,
+    run_config: dict[str, Any],
+    tags: dict[str, str],
+) -> str:
+    """Start a run of any job of the definitions (as ``start_run`` does) and return its run id at once."""
+    if settings.queues_runs:
+        return submit_job_run(settings.dagster_url, job_name, run_config=run_config, tags=tags)
+    return start_job_run(instance, job_name, run_config=run_config, tags=tags).run_id
 
 
 async def run_pipeline_to_end(

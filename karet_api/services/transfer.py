@@ -11,9 +11,10 @@ to the store, ``pipeline.json`` last and only if the slug is still free. A refus
 import re
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import BinaryIO
 
@@ -27,6 +28,7 @@ from karet_defs.errors import (
     PreconditionFailed,
     Unprocessable,
 )
+from karet_defs.history import versions
 from karet_defs.scratch import scratch_dir
 from karet_defs.slugs import pipeline_folders, relocate_path_prefixes
 from karet_defs.store import keys
@@ -182,8 +184,11 @@ class _Extracted:
     file: Path
 
 
-def import_zip(stores: Stores, slug: str, archive_file: BinaryIO) -> None:
-    """Check a pipeline ZIP completely, then store it as ``slug``; nothing is stored when a check fails."""
+def import_zip(stores: Stores, slug: str, archive_file: BinaryIO, *, author: str) -> None:
+    """Check a pipeline ZIP completely, then store it as ``slug``; nothing is stored when a check fails.
+
+    The config history comes along when the archive has one; the imported config is a new version unless
+    it already is one of that history."""
     try:
         archive = zipfile.ZipFile(archive_file)
     except (*_ZIP_READ_ERRORS, OSError) as exc:
@@ -196,7 +201,17 @@ def import_zip(stores: Stores, slug: str, archive_file: BinaryIO) -> None:
         origin = _origin_slug(config, [e.path for e in extracted])
         if origin is not None:
             config = relocate_path_prefixes(config, origin, slug)
+        _rehome_history(extracted, partial(relocate_path_prefixes, old=origin or slug, new=slug))
         _store(stores, slug, [e for e in extracted if e.path != keys.CONFIG_NAME], config)
+    versions.record_live(stores, slug, author=author, note="imported from a ZIP archive", source="import")
+
+
+def _rehome_history(extracted: list[_Extracted], relocate: Callable[[bytes], bytes]) -> None:
+    files = {e.path: e.file for e in extracted if e.path.startswith(keys.VERSIONS_FOLDER)}
+    if files:
+        moved = versions.rehome_history({path: file.read_bytes() for path, file in files.items()}, relocate)
+        for path, body in moved.items():
+            files[path].write_bytes(body)
 
 
 def _checked_members(archive: zipfile.ZipFile) -> list[zipfile.ZipInfo]:

@@ -4,10 +4,11 @@
 model) and reports every failure as one ``ConfigSchemaError`` naming the JSON location. ``validate_pipeline``
 collects every rule violation as a ``ValidationIssue`` of one of the four kinds ``missing_field``,
 ``duplicate_id``, ``dangling_reference`` and ``schema``, in the original worker's order: id checks per
-collection (sources, lookups, mappings, tables), reference checks (source record filters, then each mapping:
-source and table ids, lookups, table columns, a leftover E1 ``partition_by``, ``col`` names, ``where``), table
-key checks, source prefix checks, and last the checks this port adds (lookup ``match``, column types).
-``load_pipeline`` does both and raises ``ValidationFailed`` carrying every issue.
+collection (sources, lookups, dimensions, mappings, tables, rollups), reference checks (source record
+filters, then each mapping: source and table ids, lookups and dimensions, table columns, a leftover E1
+``partition_by``, ``col`` names, ``where``), table key checks, source prefix checks, and last the checks this
+port adds (lookup ``match``, column types) and those of the E4 fields (dimensions, then rollups), in Karet's
+message templates. ``load_pipeline`` does both and raises ``ValidationFailed`` carrying every issue.
 """
 
 import json
@@ -19,15 +20,22 @@ from pydantic import ValidationError
 
 from karet_defs.config.migrate import upgrade_legacy
 from karet_defs.config.models import (
+    AGGREGATE_FUNCTIONS,
     COLUMN_TYPES,
     AnalyticTable,
+    AstNode,
     Col,
     ColumnSchema,
+    Dimension,
+    DimRef,
+    InlineRows,
     LookupMapping,
     LookupRef,
     Mapping,
     PartitionBy,
     Pipeline,
+    Rollup,
+    RollupAggregate,
     SourceContainer,
 )
 from karet_defs.config.walk import iter_nodes
@@ -80,8 +88,10 @@ def validate_pipeline(p: Pipeline) -> list[ValidationIssue]:
     issues: list[ValidationIssue] = []
     _check_ids(p.source_containers, "source_containers", "source_container", True, issues)
     _check_ids(p.lookup_mappings, "lookup_mappings", "lookup_mapping", False, issues)
+    _check_ids(p.dimensions, "dimensions", "dimension", False, issues)
     _check_ids(p.mappings, "mappings", "mapping", False, issues)
     _check_ids(p.analytic_tables, "analytic_tables", "analytic_table", True, issues)
+    _check_ids(p.rollups, "rollups", "rollup", False, issues)
     for i, source in enumerate(p.source_containers):
         _check_record_filter(p, i, source, issues)
     for i, mapping in enumerate(p.mappings):
@@ -95,6 +105,11 @@ def validate_pipeline(p: Pipeline) -> list[ValidationIssue]:
         _check_column_types(f"/source_containers/{i}/schema", source.schema_, issues)
     for i, table in enumerate(p.analytic_tables):
         _check_column_types(f"/analytic_tables/{i}/schema", table.schema_, issues)
+    for i, dimension in enumerate(p.dimensions):
+        _check_dimension(p, i, dimension, issues)
+    for i, rollup in enumerate(p.rollups):
+        _check_rollup(p, i, rollup, issues)
+    _check_rollup_cycles(p, issues)
     return issues
 
 
@@ -111,7 +126,7 @@ def _check_column_types(path: str, schema: Sequence[ColumnSchema], issues: list[
 
 
 def _check_ids(
-    items: Sequence[SourceContainer | LookupMapping | Mapping | AnalyticTable],
+    items: Sequence[SourceContainer | LookupMapping | Dimension | Mapping | AnalyticTable | Rollup],
     collection: str,
     kind: str,
     name_required: bool,
@@ -134,10 +149,9 @@ def _check_record_filter(p: Pipeline, i: int, source: SourceContainer, issues: l
         return
     path = f"/source_containers/{i}/record_filter"
     columns = {c.name for c in source.schema_}
+    _check_refs(p, path, source.record_filter, issues)
     for node in iter_nodes(source.record_filter):
-        if isinstance(node, LookupRef) and _resolve_lookup(node.lookup_id, p.lookup_mappings) is None:
-            issues.append(_dangling(path, "lookup", node.lookup_id))
-        elif isinstance(node, Col) and node.name not in columns:
+        if isinstance(node, Col) and node.name not in columns:
             issues.append(_dangling(path, "source_column", f"{source.id}.{node.name}"))
 
 
@@ -162,9 +176,7 @@ def _check_mapping(p: Pipeline, i: int, mapping: Mapping, issues: list[Validatio
     if mapping.where is not None:
         expressions.append((f"{base}/where", mapping.where))
     for path, expr in expressions:
-        for node in iter_nodes(expr):
-            if isinstance(node, LookupRef) and _resolve_lookup(node.lookup_id, p.lookup_mappings) is None:
-                issues.append(_dangling(path, "lookup", node.lookup_id))
+        _check_refs(p, path, expr, issues)
 
     if table is not None:
         table_columns = {c.name for c in table.schema_}
@@ -193,6 +205,19 @@ def _check_mapping(p: Pipeline, i: int, mapping: Mapping, issues: list[Validatio
         for node in iter_nodes(mapping.where):
             if isinstance(node, Col) and node.name not in produced:
                 issues.append(_dangling(f"{base}/where", "mapping_output_column", node.name))
+
+
+def _check_refs(p: Pipeline, path: str, expr: AstNode, issues: list[ValidationIssue]) -> None:
+    """Every ``lookup_ref`` and ``dim_ref`` of ``expr`` resolves, and so does a ``dim_ref``'s value column."""
+    for node in iter_nodes(expr):
+        if isinstance(node, LookupRef) and _resolve_lookup(node.lookup_id, p.lookup_mappings) is None:
+            issues.append(_dangling(path, "lookup", node.lookup_id))
+        elif isinstance(node, DimRef):
+            dimension = p.dimension(node.dim_id) if node.dim_id else None
+            if dimension is None:
+                issues.append(_dangling(path, "dimension", node.dim_id))
+            elif node.value is not None and node.value not in dimension.value_columns:
+                issues.append(_dangling(path, "dimension_value", f"{node.dim_id}.{node.value}"))
 
 
 def _check_partition_by(
@@ -288,6 +313,204 @@ def _check_match(lookup: LookupMapping, path: str, issues: list[ValidationIssue]
         )
     for j, child in enumerate(lookup.children):
         _check_match(child, f"{path}/children/{j}", issues)
+
+
+def _check_dimension(p: Pipeline, i: int, dimension: Dimension, issues: list[ValidationIssue]) -> None:
+    base = f"/dimensions/{i}"
+    if dimension.match not in SUPPORTED_MATCHES:
+        supported = ", ".join(SUPPORTED_MATCHES)
+        issues.append(
+            _schema(f"{base}/match", f"match `{dimension.match}` is not supported (supported: {supported})")
+        )
+    rows = dimension.rows
+    if not rows.values:
+        issues.append(_schema(f"{base}/rows/values", "a dimension needs at least one value column"))
+    seen: set[str] = set()
+    for name in rows.values:
+        if name in seen:
+            issues.append(_schema(f"{base}/rows/values", f"duplicate value column `{name}`"))
+        seen.add(name)
+    if isinstance(rows, InlineRows):
+        _check_inline_rows(dimension, rows, base, issues)
+        return
+    path = f"{base}/rows/path_prefix"
+    prefix = rows.path_prefix
+    if not prefix:
+        issues.append(_missing_field(path, "path_prefix"))
+    elif prefix.startswith("/") or not prefix.endswith("/") or ".." in prefix.split("/"):
+        issues.append(
+            _schema(
+                path,
+                f"path_prefix `{prefix}` must be a relative key prefix ending in `/` without `..` segments",
+            )
+        )
+    else:
+        # A dimension's CSV files under a source prefix would be ingested as raw rows, and a source's files
+        # under a dimension prefix read as reference rows.
+        for source in p.source_containers:
+            a, b = source.path_prefix, prefix
+            if a and (b.startswith(a) or a.startswith(b)):
+                issues.append(
+                    _schema(
+                        path,
+                        f"prefix `{b}` overlaps `{a}` (source `{source.id}`); "
+                        "dimension and source prefixes must not overlap",
+                    )
+                )
+    if not rows.key:
+        issues.append(_missing_field(f"{base}/rows/key", "key"))
+    if rows.priority_column == "":
+        issues.append(_missing_field(f"{base}/rows/priority_column", "priority_column"))
+
+
+def _check_inline_rows(
+    dimension: Dimension, rows: InlineRows, base: str, issues: list[ValidationIssue]
+) -> None:
+    keys: dict[str, int] = {}
+    for k, row in enumerate(rows.rows):
+        path = f"{base}/rows/rows/{k}"
+        if len(row.values) != len(rows.values):
+            issues.append(
+                _schema(
+                    f"{path}/values",
+                    f"row has {len(row.values)} value(s); the dimension declares "
+                    f"{len(rows.values)} value column(s)",
+                )
+            )
+        if dimension.match != "exact":
+            continue
+        # Exact dimensions are keyed reference data: a repeated key is an error, never a silent last-wins.
+        for pattern in row.patterns:
+            key = pattern.lower() if dimension.case_insensitive else pattern
+            if key in keys:
+                issues.append(
+                    _schema(f"{path}/patterns", f"dimension `{dimension.id}` has duplicate key `{key}`")
+                )
+            keys.setdefault(key, k)
+
+
+def _check_rollup(p: Pipeline, i: int, rollup: Rollup, issues: list[ValidationIssue]) -> None:
+    base = f"/rollups/{i}"
+    source = _rollup_table(p, rollup.source_table_id, f"{base}/source_table_id", issues)
+    target = _rollup_table(p, rollup.analytic_table_id, f"{base}/analytic_table_id", issues)
+    if source is not None and source is target:
+        issues.append(_schema(f"{base}/analytic_table_id", "a rollup cannot write its own source table"))
+        return
+    if target is not None:
+        writers = [f"mapping `{m.id}`" for m in p.mappings_of_table(target.id)]
+        writers += [f"rollup `{r.id}`" for r in p.rollups[:i] if r.analytic_table_id == target.id]
+        if writers:
+            issues.append(
+                _schema(
+                    f"{base}/analytic_table_id",
+                    f"table `{target.id}` is also written by {writers[0]}; a rollup's table has no other "
+                    "writer",
+                )
+            )
+    if not rollup.group_by:
+        issues.append(_schema(f"{base}/group_by", "group_by is empty"))
+    source_columns = {c.name for c in source.schema_} if source is not None else None
+    seen: set[str] = set()
+    for k, column in enumerate(rollup.group_by):
+        if column in seen:
+            issues.append(_schema(f"{base}/group_by/{k}", f"duplicate group_by column `{column}`"))
+        seen.add(column)
+        if source_columns is not None and column not in source_columns:
+            issues.append(_dangling(f"{base}/group_by/{k}", "analytic_table_column", f"{source.id}.{column}"))
+    outputs: dict[str, str] = dict.fromkeys(rollup.group_by, f"{base}/group_by")
+    for k, aggregate in enumerate(rollup.aggregates):
+        _check_aggregate(p, f"{base}/aggregates/{k}", aggregate, source, outputs, issues)
+    if target is None:
+        return
+    declared = {c.name for c in target.schema_}
+    for column, path in outputs.items():
+        if column not in declared:
+            issues.append(_dangling(path, "analytic_table_column", f"{target.id}.{column}"))
+    if source is None:
+        return
+    # A target partition is then a union of whole source partitions, so a run recomputes only the target
+    # partitions over the source partitions it changed.
+    extra = [k for k in target.partition_keys if k not in source.partition_keys]
+    if extra:
+        issues.append(
+            _schema(
+                f"{base}/analytic_table_id",
+                f"partition keys [{', '.join(target.partition_keys)}] of table `{target.id}` are not a "
+                f"subset of the partition keys [{', '.join(source.partition_keys)}] "
+                f"of its source `{source.id}`",
+            )
+        )
+    for key in target.partition_keys:
+        if key not in rollup.group_by:
+            issues.append(
+                _schema(f"{base}/group_by", f"partition key `{key}` of table `{target.id}` is not grouped by")
+            )
+
+
+def _rollup_table(
+    p: Pipeline, table_id: str, path: str, issues: list[ValidationIssue]
+) -> AnalyticTable | None:
+    if not table_id:
+        issues.append(_missing_field(path, path.rsplit("/", 1)[1]))
+        return None
+    table = p.table(table_id)
+    if table is None:
+        issues.append(_dangling(path, "analytic_table", table_id))
+    return table
+
+
+def _check_aggregate(
+    p: Pipeline,
+    path: str,
+    aggregate: RollupAggregate,
+    source: AnalyticTable | None,
+    outputs: dict[str, str],
+    issues: list[ValidationIssue],
+) -> None:
+    if not aggregate.name:
+        issues.append(_missing_field(f"{path}/name", "name"))
+    if aggregate.fn not in AGGREGATE_FUNCTIONS:
+        supported = ", ".join(AGGREGATE_FUNCTIONS)
+        issues.append(_schema(f"{path}/fn", f"fn `{aggregate.fn}` is not supported (supported: {supported})"))
+    elif aggregate.fn != "count" and not aggregate.column:
+        issues.append(_schema(f"{path}/column", f"aggregate `{aggregate.name}` needs a column"))
+    # Column checks only when the source resolves, as for a mapping's `col` nodes.
+    columns = {c.name for c in source.schema_} if source is not None else None
+    source_id = source.id if source is not None else ""
+    if columns is not None and aggregate.column and aggregate.column not in columns:
+        issues.append(_dangling(f"{path}/column", "analytic_table_column", f"{source_id}.{aggregate.column}"))
+    if aggregate.where is not None:
+        _check_refs(p, f"{path}/where", aggregate.where, issues)
+        for node in iter_nodes(aggregate.where):
+            if columns is not None and isinstance(node, Col) and node.name not in columns:
+                issues.append(_dangling(f"{path}/where", "analytic_table_column", f"{source_id}.{node.name}"))
+    if not aggregate.name:
+        return
+    for column in aggregate.output_columns():
+        if column in outputs:
+            issues.append(_schema(f"{path}/name", f"duplicate output column `{column}`"))
+        outputs.setdefault(column, f"{path}/name")
+
+
+def _check_rollup_cycles(p: Pipeline, issues: list[ValidationIssue]) -> None:
+    # A rollup may read another rollup's table (avg's sum/count pair exists for that), never its own output.
+    feeds = {r.analytic_table_id: r.source_table_id for r in p.rollups}
+    for i, rollup in enumerate(p.rollups):
+        if rollup.source_table_id == rollup.analytic_table_id:
+            continue  # reported as a rollup writing its own source
+        seen = {rollup.analytic_table_id}
+        current = rollup.source_table_id
+        while current in feeds:
+            if current in seen:
+                issues.append(
+                    _schema(
+                        f"/rollups/{i}/source_table_id",
+                        f"rollups form a cycle through table `{rollup.analytic_table_id}`",
+                    )
+                )
+                break
+            seen.add(current)
+            current = feeds[current]
 
 
 def _resolve_lookup(lookup_id: str, lookups: list[LookupMapping]) -> LookupMapping | None:

@@ -160,6 +160,13 @@ def active_files(table: DeltaTable) -> pl.DataFrame:
     return frame.sort("path") if frame.height else frame
 
 
+def same_schema(current: DeltaTable, expected: pa.Schema) -> bool:
+    """Whether the table's columns have the names and Delta types of ``expected``, in order."""
+    have = json.loads(current.schema().to_json())["fields"]
+    want = json.loads(Schema.from_arrow(expected).to_json())["fields"]
+    return [(f["name"], f["type"]) for f in have] == [(f["name"], f["type"]) for f in want]
+
+
 def visible_schema(table: DeltaTable) -> pa.Schema:
     """The table's columns as readers see them, hidden columns left out."""
     schema = pa.schema(table.schema().to_arrow())

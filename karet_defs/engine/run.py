@@ -21,12 +21,12 @@ from pathlib import Path
 
 import polars as pl
 import pyarrow as pa
-from deltalake import DeltaTable, Schema
+from deltalake import DeltaTable
 from polars.io.partition import FileProviderArgs
 
 from karet_defs.catalog import read_pipeline
 from karet_defs.config.models import AnalyticTable, Col, Mapping, ParseDate, Pipeline, SourceContainer
-from karet_defs.config.walk import iter_nodes
+from karet_defs.config.walk import dimension_ids, iter_nodes, mapping_roots
 from karet_defs.engine import delta
 from karet_defs.engine.assertions import (
     RowCheck,
@@ -35,6 +35,8 @@ from karet_defs.engine.assertions import (
     row_checks,
     violations_from,
 )
+from karet_defs.engine.dimensions import LoadedDimensions, load_dimensions
+from karet_defs.engine.progress import ProgressTracker
 from karet_defs.engine.read import (
     SOURCE_EXTENSIONS,
     FileReadError,
@@ -45,6 +47,7 @@ from karet_defs.engine.read import (
     read_source_file,
     scan_csv_files,
 )
+from karet_defs.engine.rollups import RollupContext, run_rollups
 from karet_defs.engine.write import (
     PartitionError,
     check_partition_keys,
@@ -139,12 +142,15 @@ def run_pipeline(
     table_ids: Collection[str] | None = None,
     log: logging.Logger | None = None,
     commit_info: MappingOf[str, str] | None = None,
+    progress: ProgressTracker | None = None,
 ) -> RunReport:
     """Run every mapping of a pipeline (or only those feeding ``table_ids``) and commit its tables.
 
-    ``commit_info`` (Dagster run id, trigger, config ETag) is recorded in each commit.
+    ``commit_info`` (Dagster run id, trigger, config ETag) is recorded in each commit; ``progress`` is
+    updated as the run goes (its caller reports its end).
     """
     log = log or _log
+    progress = progress or ProgressTracker()
     pipeline = read_pipeline(stores, slug)
     tables = [t for t in pipeline.analytic_tables if table_ids is None or t.id in table_ids]
     report = RunReport(tables={t.id: TableReport(t.id) for t in tables})
@@ -155,15 +161,43 @@ def run_pipeline(
         **(commit_info or {}),
     }
     with scratch_dir("run") as tmp:
+        progress.phase("listing")
         inputs = RawInputs(
             stores.lake, Path(tmp) / "inputs", _list_inputs(stores.lake, pipeline, slug, mappings)
         )
         if not inputs.infos:
             log.info("no input files found for pipeline %s", slug)
         lookups = build_lookup_registry(pipeline.lookup_mappings)
+        dimensions = load_dimensions(stores.lake, pipeline, slug, Path(tmp) / "dimensions")
+        rollup_tables = {r.analytic_table_id for r in pipeline.rollups}
         for table in tables:
-            run = _TableRun(stores.warehouse, slug, pipeline, table, inputs, lookups, report, log, Path(tmp))
+            if table.id in rollup_tables:
+                continue  # written by its rollup, below, once its source table is committed
+            run = _TableRun(
+                stores.warehouse,
+                slug,
+                pipeline,
+                table,
+                inputs,
+                lookups,
+                dimensions,
+                report,
+                log,
+                Path(tmp),
+                progress,
+            )
             run.execute(clean_run=clean_run, info=info)
+        context = RollupContext(
+            stores.warehouse,
+            slug,
+            pipeline,
+            Path(tmp),
+            log,
+            lookups,
+            dimensions.tables,
+            dimensions.fingerprints,
+        )
+        run_rollups(context, report, clean_run=clean_run, info=info)
         report.files_processed = len(inputs.infos) - len(inputs.failed)
         report.files_parsed = inputs.parsed
         for key, reason in inputs.failed.items():
@@ -218,21 +252,27 @@ class RawInputs:
         return path
 
 
-def mapping_signature(pipeline: Pipeline, mapping: Mapping, table: AnalyticTable) -> str:
+def mapping_signature(
+    pipeline: Pipeline,
+    mapping: Mapping,
+    table: AnalyticTable,
+    dimensions: MappingOf[str, str] | None = None,
+) -> str:
     """Changes whenever the mapping's rows could change for the same raw files: its definition, its
-    source's, the lookups', the table's (schema, keys, assertions) and the engine's own format."""
+    source's, the lookups', the dimensions' it uses (``dimensions``: their fingerprints, files included),
+    the table's (schema, keys, assertions) and the engine's own format."""
     source = pipeline.source(mapping.source_container_id)
-    definition = json.dumps(
-        [
-            ENGINE_FORMAT,
-            mapping.model_dump(mode="json", by_alias=True),
-            source.model_dump(mode="json", by_alias=True) if source else None,
-            [lookup.model_dump(mode="json") for lookup in pipeline.lookup_mappings],
-            table.model_dump(mode="json", by_alias=True),
-        ],
-        sort_keys=True,
-    )
-    return hashlib.sha256(definition.encode()).hexdigest()[:32]
+    parts: list[object] = [
+        ENGINE_FORMAT,
+        mapping.model_dump(mode="json", by_alias=True),
+        source.model_dump(mode="json", by_alias=True) if source else None,
+        [lookup.model_dump(mode="json") for lookup in pipeline.lookup_mappings],
+        table.model_dump(mode="json", by_alias=True),
+    ]
+    used = dimension_ids(*mapping_roots(mapping), source.record_filter if source else None)
+    if used:  # appended only when used, so the signatures of configs without dimensions stay as they were
+        parts.append([(d, (dimensions or {}).get(d)) for d in used])
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:32]
 
 
 class _MappingFailed(Exception):
@@ -281,12 +321,16 @@ class _TableRun:
         table: AnalyticTable,
         inputs: RawInputs,
         lookups: dict,
+        dimensions: LoadedDimensions,
         report: RunReport,
         log: logging.Logger,
         scratch: Path,
+        progress: ProgressTracker,
     ) -> None:
         self.warehouse, self.slug, self.pipeline, self.table = warehouse, slug, pipeline, table
         self.inputs, self.lookups, self.report, self.log = inputs, lookups, report, log
+        self.dimensions = dimensions
+        self.progress = progress
         self.table_report = report.tables[table.id]
         self.prefix = keys.table_prefix(slug, table.id)
         self.where: TableLocation = warehouse.table_location(self.prefix)
@@ -308,12 +352,16 @@ class _TableRun:
             plan for m in self.pipeline.mappings_of_table(self.table.id) if (plan := self._plan(m, state))
         ]
         expected = self._expected_schema(plans)
-        schema_changed = current is not None and not _same_schema(current, expected)
+        schema_changed = current is not None and not delta.same_schema(current, expected)
         if schema_changed:
             replace_all = True
         if replace_all:
             for plan in plans:
                 plan.full, plan.to_process, plan.gone = True, list(plan.files), set()
+        self.progress.plan(
+            sum(len(p.to_process) for p in plans), sum(i.size for p in plans for i in p.to_process)
+        )
+        self.progress.phase("parsing", table=self.table.id)
         change = delta.Commit(replace_all=replace_all, schema_changed=schema_changed)
         new_state: dict[str, delta.MappingState] = {}
         leaving: dict[str, set[str] | None] = {}  # mapping → raw files whose rows leave (None: all)
@@ -332,6 +380,7 @@ class _TableRun:
             # Rows of mappings no longer feeding this table leave it too.
             for mapping_id in set(state or {}) - {plan.mapping.id for plan in plans}:
                 leaving[mapping_id] = None
+            self.progress.phase("writing")
             change.removed, rewritten = self._remove(active, leaving)
             change.added += rewritten
         state_changed = state is None or new_state != state
@@ -340,7 +389,9 @@ class _TableRun:
             return
         if replace_all and not change.added and current is None:
             return  # nothing to create a table from
+        self.progress.phase("writing")
         self._upload(change.added)
+        self.progress.phase("committing")
         metadata = {**info, delta.META_STATE: delta.encode_state(new_state)}
         version = delta.commit(self.where, current, change, expected, self.partition_keys, metadata)
         partitions = change.partitions_written(self.partition_keys)
@@ -377,7 +428,7 @@ class _TableRun:
             return None
         prefix = source.resolved_prefix(self.slug)
         files = [info for key, info in self.inputs.infos.items() if key.startswith(prefix)]
-        signature = mapping_signature(self.pipeline, mapping, self.table)
+        signature = mapping_signature(self.pipeline, mapping, self.table, self.dimensions.fingerprints)
         previous = (state or {}).get(mapping.id)
         if previous is None or previous.signature != signature:
             return _MappingPlan(mapping, source, signature, files, list(files), set(), True, previous)
@@ -410,10 +461,13 @@ class _TableRun:
         return pl.DataFrame(schema=columns).to_arrow().schema
 
     def _compile(self, mapping: Mapping, source: SourceContainer) -> _Evaluation:
-        columns = compile_columns([(c.name, c.expr) for c in mapping.columns], self.lookups)
-        where = compile_expr(mapping.where, self.lookups) if mapping.where is not None else None
+        dimensions = self.dimensions.tables
+        columns = compile_columns([(c.name, c.expr) for c in mapping.columns], self.lookups, dimensions)
+        where = compile_expr(mapping.where, self.lookups, dimensions) if mapping.where is not None else None
         record_filter = (
-            compile_expr(source.record_filter, self.lookups) if source.record_filter is not None else None
+            compile_expr(source.record_filter, self.lookups, dimensions)
+            if source.record_filter is not None
+            else None
         )
         return _Evaluation(columns, where, record_filter)
 
@@ -439,6 +493,7 @@ class _TableRun:
                 # Every file was held back by name: Karet's error stands, and the table drops the rows
                 # those files held before, as it would for any one bad file among good ones.
                 self.report.add_error(f"ingest {mapping.id}: no files succeeded during ingestion")
+            self.progress.phase("checks")
             writer.verdict()
         except _MappingFailed as exc:
             writer.discard()
@@ -546,13 +601,17 @@ class _MappingWriter:
         self._checks: _RowChecks | None = None
         self._batches = 0
         self.quarantined: set[str] = set()  # raw files held back for rows that fail a row check
+        self._rows_told = (0, 0)  # (read, written) rows told to the progress tracker, taken back on discard
 
     def write(self, files: list[ObjectInfo]) -> list[ObjectInfo]:
         """Evaluate and write ``files``; return those that succeeded (failures are reported by name)."""
+        progress = self.run.progress
         ready: list[_Item] = []
         for info in files:
+            progress.file(info.key)
             path = self.run.inputs.path(info.key)
             if path is None:
+                progress.done(1, info.size)
                 continue
             self.run.inputs.parsed += 1
             header = None
@@ -561,24 +620,30 @@ class _MappingWriter:
                     header = csv_header(path, self.plan.source.schema_)
                 except FileReadError as exc:
                     self.run.report.add_error(f"file {info.key}: {exc}")
+                    progress.done(1, info.size)
                     continue
             ready.append((info, path, header))
         if not ready:
             return []
+        progress.phase("transforming")
         if self.table.dedup_keys:
-            return self._write_deduplicated(ready)
+            written = self._write_deduplicated(ready)
+            progress.done(len(ready), sum(info.size for info, _, _ in ready))
+            return written
         succeeded: list[ObjectInfo] = []
         for batch in _batches(ready):
+            progress.file(batch[0][0].key)
             if len(batch) > 1 and self._write_batch(batch) is None:
                 succeeded += [info for info, _, _ in batch if info.key not in self.quarantined]
-                continue
-            for item in batch:  # alone, so that a bad file is isolated and named
-                error = self._write_batch([item])
-                if error is None:
-                    succeeded += [item[0]] if item[0].key not in self.quarantined else []
-                else:
-                    reason = describe_read_error(error, item[1], self.plan.source)
-                    self.run.report.add_error(f"file {item[0].key}: {reason}")
+            else:
+                for item in batch:  # alone, so that a bad file is isolated and named
+                    error = self._write_batch([item])
+                    if error is None:
+                        succeeded += [item[0]] if item[0].key not in self.quarantined else []
+                    else:
+                        reason = describe_read_error(error, item[1], self.plan.source)
+                        self.run.report.add_error(f"file {item[0].key}: {reason}")
+            progress.done(len(batch), sum(info.size for info, _, _ in batch))
         return succeeded
 
     def _write_deduplicated(self, ready: list[_Item]) -> list[ObjectInfo]:
@@ -659,8 +724,11 @@ class _MappingWriter:
             self._counts[name] = self._counts.get(name, 0) + int(value or 0)
         self._checks = checks
         self._batches += 1
-        self.deduped += int(totals[_ROWS]) - sum(f.rows for f in written)
+        rows_read, rows_written = int(totals[_ROWS]), sum(f.rows for f in written)
+        self.deduped += rows_read - rows_written
         self.added += written
+        self.run.progress.rows(rows_read, rows_written)
+        self._rows_told = (self._rows_told[0] + rows_read, self._rows_told[1] + rows_written)
         self.columns.update({n: str(t) for n, t in schema.items() if n not in delta.HIDDEN_COLUMNS})
         return None
 
@@ -771,6 +839,8 @@ class _MappingWriter:
         for data_file in self.added:
             (self.run.out_root / data_file.relative).unlink(missing_ok=True)
         self.added = []
+        self.run.progress.rows(-self._rows_told[0], -self._rows_told[1])
+        self._rows_told = (0, 0)
 
 
 class _PartitionedSink:
@@ -952,9 +1022,3 @@ def _holds(row: MappingOf[str, object], mapping_id: str, sources: set[str] | Non
 def _partition_value_of(row: MappingOf[str, object], key: str) -> str | None:
     value = row.get(f"partition.{key}")
     return None if value is None else delta.partition_string(value)
-
-
-def _same_schema(current: DeltaTable, expected: pa.Schema) -> bool:
-    have = json.loads(current.schema().to_json())["fields"]
-    want = json.loads(Schema.from_arrow(expected).to_json())["fields"]
-    return [(f["name"], f["type"]) for f in have] == [(f["name"], f["type"]) for f in want]

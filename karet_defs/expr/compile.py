@@ -26,6 +26,7 @@ from karet_defs.config.models import (
     Col,
     Concat,
     Contains,
+    DimRef,
     FromUnix,
     If,
     LookupMapping,
@@ -39,6 +40,7 @@ from karet_defs.config.models import (
 )
 from karet_defs.config.walk import children
 from karet_defs.errors import ExpressionError
+from karet_defs.expr.dimensions import DimensionTable, dim_expr
 from karet_defs.expr.lookups import lookup_expr
 
 # Hoisted shared subexpressions live in columns named so no source column can plausibly collide.
@@ -79,9 +81,15 @@ _CAST_TYPES: dict[str, pl.DataType] = {
 }
 
 
-def compile_expr(node: AstNode, lookups: Mapping[str, LookupMapping]) -> pl.Expr:
-    """Compile ``node`` to a Polars expression; ``lookups`` is the registry of ``build_lookup_registry``."""
-    return _Compiler(lookups, {}).expr(node)
+Dimensions = Mapping[str, DimensionTable]
+
+
+def compile_expr(
+    node: AstNode, lookups: Mapping[str, LookupMapping], dimensions: Dimensions | None = None
+) -> pl.Expr:
+    """Compile ``node`` to a Polars expression; ``lookups`` is the registry of ``build_lookup_registry``,
+    ``dimensions`` the pipeline's dimensions with their rows, by id."""
+    return _Compiler(lookups, {}, dimensions or {}).expr(node)
 
 
 @dataclass(frozen=True)
@@ -102,7 +110,9 @@ class CompiledColumns:
 
 
 def compile_columns(
-    columns: Sequence[tuple[str, AstNode]], lookups: Mapping[str, LookupMapping]
+    columns: Sequence[tuple[str, AstNode]],
+    lookups: Mapping[str, LookupMapping],
+    dimensions: Dimensions | None = None,
 ) -> CompiledColumns:
     """Compile named output columns; a non-leaf subtree that occurs in two places is evaluated once."""
     seen: Counter[str] = Counter()
@@ -134,9 +144,9 @@ def compile_columns(
         level[key] = 1 + max((level[k] for k in _shared_operands(node, shared)), default=-1)
         if level[key] == len(steps):
             steps.append([])
-        inner = _Compiler(lookups, {k: v for k, v in shared.items() if k != key})
+        inner = _Compiler(lookups, {k: v for k, v in shared.items() if k != key}, dimensions or {})
         steps[level[key]].append(inner.expr(node).alias(shared[key]))
-    compiler = _Compiler(lookups, shared)
+    compiler = _Compiler(lookups, shared, dimensions or {})
     outputs = tuple(compiler.expr(node).alias(name) for name, node in columns)
     return CompiledColumns(tuple(tuple(step) for step in steps), outputs)
 
@@ -159,6 +169,7 @@ def _shared_operands(node: AstNode, shared: Mapping[str, str]) -> list[str]:
 class _Compiler:
     lookups: Mapping[str, LookupMapping]
     shared: Mapping[str, str]  # subtree (its JSON) -> the column already holding its value
+    dimensions: Dimensions
 
     def expr(self, node: AstNode) -> pl.Expr:
         if self.shared and not isinstance(node, _LEAVES):
@@ -208,6 +219,11 @@ class _Compiler:
                 if lookup is None:
                     raise ExpressionError(f"unknown lookup id: {node.lookup_id}")
                 return lookup_expr(lookup, _typed(self.expr(node.input), pl.String))
+            case DimRef():
+                table = self.dimensions.get(node.dim_id)
+                if table is None:
+                    raise ExpressionError(f"unknown dimension id: {node.dim_id}")
+                return dim_expr(table, node.value, _typed(self.expr(node.input), pl.String))
             case FromUnix():
                 epoch = _typed(self.expr(node.input), pl.Int64)
                 # Naive datetimes are UTC, so the cast keeps the UTC calendar day.

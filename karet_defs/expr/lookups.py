@@ -53,46 +53,75 @@ def _scan(node: LookupMapping, value: pl.Expr, *, exact: bool) -> pl.Expr:
     return hits[0] if len(hits) == 1 else pl.coalesce(hits)
 
 
-def _ascii_patterns(node: LookupMapping) -> bool:
-    return all(p.isascii() for row in node.rows for p in row.input_patterns)
-
-
 def _match_rows(node: LookupMapping, value: pl.Expr, *, exact: bool) -> pl.Expr:
-    # ASCII patterns are matched case-insensitively by the automaton itself, which spares lower-casing
-    # every input; only the few matched substrings are folded to find their rows.
-    ascii_fold = node.case_insensitive and not exact and _ascii_patterns(node)
-    if node.case_insensitive and not ascii_fold:
-        value = value.str.to_lowercase()
     # Rank 0 is the best row: highest priority first, then definition order.
     order = sorted(range(len(node.rows)), key=lambda i: (-node.rows[i].priority, i))
-    outputs = [node.rows[i].output for i in order]
     best_rank: dict[str, int] = {}
     for rank, index in enumerate(order):
         for pattern in node.rows[index].input_patterns:
             # Ranks ascend, so the first row that lists a pattern is its best row.
             best_rank.setdefault(pattern.lower() if node.case_insensitive else pattern, rank)
+    return match_ranked(
+        value,
+        pl.Series(list(best_rank), dtype=pl.String),
+        pl.Series(list(best_rank.values()), dtype=pl.UInt32),
+        pl.Series([node.rows[i].output for i in order], dtype=pl.String),
+        exact=exact,
+        case_insensitive=node.case_insensitive,
+    )
+
+
+def match_ranked(
+    value: pl.Expr,
+    patterns: pl.Series,
+    ranks: pl.Series,
+    outputs: pl.Series,
+    *,
+    exact: bool,
+    case_insensitive: bool,
+) -> pl.Expr:
+    """The output of the best row matching the String ``value``, null on a miss or a null input.
+
+    ``patterns`` are distinct (lower-cased when ``case_insensitive``), ``ranks`` (UInt32) gives each the rank
+    of the best row listing it, and ``outputs[r]`` is the output of the row of rank ``r``; rank 0 is best.
+    """
+    # ASCII patterns are matched case-insensitively by the automaton itself, which spares lower-casing
+    # every input; only the few matched substrings are folded to find their rows.
+    ascii_fold = (
+        case_insensitive and not exact and bool((patterns.str.len_bytes() == patterns.str.len_chars()).all())
+    )
+    if case_insensitive and not ascii_fold:
+        value = value.str.to_lowercase()
 
     if exact:
         output_of = pl.element().replace_strict(
-            list(best_rank), [outputs[r] for r in best_rank.values()], default=None, return_dtype=pl.String
+            patterns, outputs.gather(ranks), default=None, return_dtype=pl.String
         )
         return _per_row(pl.concat_list([value]), output_of)
 
     # "" is a substring of every string, and Aho-Corasick must not see it (it panics on multi-byte text).
-    empty_rank = best_rank.pop("", None)
-    if not best_rank:
+    empty = patterns == ""
+    empty_rank = ranks.filter(empty).min() if empty.any() else None
+    patterns, ranks = patterns.filter(~empty), ranks.filter(~empty)
+    if patterns.is_empty():
         output = pl.lit(outputs[empty_rank] if empty_rank is not None else None, dtype=pl.String)
         # Tied to the input, so the result is null where it is and keeps the frame's length.
         return pl.when(value.is_not_null()).then(output).otherwise(pl.lit(None, dtype=pl.String))
-    patterns = list(best_rank)
     matched = pl.element().str.to_lowercase() if ascii_fold else pl.element()
-    best = matched.replace_strict(patterns, list(best_rank.values()), return_dtype=pl.UInt32).min()
+    best = matched.replace_strict(patterns, ranks, return_dtype=pl.UInt32).min()
     if empty_rank is not None:
         # A non-null input always matches "", so its row competes with the real hits (nulls are ignored).
         best = pl.min_horizontal(best, pl.lit(empty_rank, dtype=pl.UInt32))
     return _per_row(
-        value.str.extract_many(patterns, overlapping=True, ascii_case_insensitive=ascii_fold),
-        best.replace_strict(list(range(len(outputs))), outputs, default=None, return_dtype=pl.String),
+        value.str.extract_many(
+            pl.lit(patterns).implode(), overlapping=True, ascii_case_insensitive=ascii_fold
+        ),
+        best.replace_strict(
+            pl.int_range(outputs.len(), dtype=pl.UInt32, eager=True),
+            outputs,
+            default=None,
+            return_dtype=pl.String,
+        ),
     )
 
 

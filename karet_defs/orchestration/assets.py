@@ -5,34 +5,35 @@ it runs, so an edit of expressions or lookups takes effect on the next run witho
 under the pipeline's exclusive lock on this host, so two runs of one pipeline never write at the same time.
 """
 
-import json
 import re
 from collections.abc import Sequence
 
 import dagster as dg
 
 from karet_defs.catalog import read_pipeline
-from karet_defs.config.models import AnalyticTable, Pipeline
-from karet_defs.config.walk import lookup_ids
+from karet_defs.config.models import AnalyticTable, Dimension, FileRows, Pipeline
+from karet_defs.config.walk import dimension_ids, lookup_ids, mapping_roots
 from karet_defs.engine.delta import META_CONFIG_ETAG, META_JOB_ID, META_TRIGGER
 from karet_defs.engine.run import RunReport, TableReport, run_pipeline
 from karet_defs.engine.stats import table_stats
 from karet_defs.errors import KaretError
+from karet_defs.history.versions import config_version_of
 from karet_defs.orchestration.describe import describe_assertions, describe_column_source
 from karet_defs.orchestration.jobs import (
     FILE_ERRORS_KEPT,
     TAG_CLEAN_RUN,
-    TAG_ERRORS,
-    TAG_FILE_ERRORS,
-    TAG_FILES_PROCESSED,
-    TAG_PARTITIONS_WRITTEN,
+    TAG_CONFIG_VERSION,
     TAG_PIPELINE,
     TAG_TRIGGER,
     dagster_name,
     nothing_published,
+    run_failure,
     run_tags,
+    summary_tags,
 )
 from karet_defs.orchestration.liveness import executing
+from karet_defs.orchestration.previews import preview_metadata
+from karet_defs.orchestration.progress import build_progress_tracker
 from karet_defs.orchestration.resources import StoreResource
 from karet_defs.store import keys
 from karet_defs.store.factory import build_stores
@@ -59,6 +60,10 @@ def source_key(slug: str, source_id: str) -> dg.AssetKey:
 
 def lookup_key(slug: str, lookup_id: str) -> dg.AssetKey:
     return dg.AssetKey([slug, "lookup", lookup_id])
+
+
+def dimension_key(slug: str, dimension_id: str) -> dg.AssetKey:
+    return dg.AssetKey([slug, "dimension", dimension_id])
 
 
 def table_key(slug: str, table_id: str) -> dg.AssetKey:
@@ -94,7 +99,31 @@ def build_external_specs(pipeline: Pipeline, slug: str, owners: Sequence[str] = 
         )
         for lookup in pipeline.lookup_mappings
     ]
+    specs += [_dimension_spec(slug, d, owners) for d in pipeline.dimensions]
     return specs
+
+
+def _dimension_spec(slug: str, dimension: Dimension, owners: Sequence[str]) -> dg.AssetSpec:
+    rows = dimension.rows
+    if isinstance(rows, FileRows):
+        # A CSV under this prefix changes the tables using the dimension; the raw-files sensor watches it.
+        where = rows.resolved_prefix(slug)
+        description = (
+            f"Dimension {dimension.name or dimension.id} ({dimension.match}): rows of the CSV files under "
+            f"`{where}`"
+        )
+        metadata = {"dagster/uri": where, "path_prefix": rows.path_prefix, "key": rows.key}
+    else:
+        description = f"Dimension {dimension.name or dimension.id} ({dimension.match}, {len(rows.rows)} rows)"
+        metadata = {"rows": len(rows.rows)}
+    return dg.AssetSpec(
+        dimension_key(slug, dimension.id),
+        description=description,
+        group_name=dagster_name(slug),
+        kinds={"csv"} if isinstance(rows, FileRows) else None,
+        metadata={**metadata, "values": rows.values},
+        owners=owners,
+    )
 
 
 def _table_spec(pipeline: Pipeline, slug: str, table: AnalyticTable, owners: Sequence[str]) -> dg.AssetSpec:
@@ -104,6 +133,16 @@ def _table_spec(pipeline: Pipeline, slug: str, table: AnalyticTable, owners: Seq
             deps[source_key(slug, mapping.source_container_id)] = None
         for lookup_id in lookup_ids(mapping):
             deps[lookup_key(slug, lookup_id)] = None
+        source = pipeline.source(mapping.source_container_id)
+        for dimension_id in dimension_ids(*mapping_roots(mapping), source.record_filter if source else None):
+            deps[dimension_key(slug, dimension_id)] = None
+    rollup = pipeline.rollup_of_table(table.id)
+    if rollup is not None:
+        # Another spec of this multi-asset: the engine commits the source before it aggregates it.
+        deps[table_key(slug, rollup.source_table_id)] = None
+        for aggregate in rollup.aggregates:
+            for dimension_id in dimension_ids(aggregate.where):
+                deps[dimension_key(slug, dimension_id)] = None
     return dg.AssetSpec(
         table_key(slug, table.id),
         description=f"{table.name or table.id}: Delta table at `{keys.table_prefix(slug, table.id)}`",
@@ -180,10 +219,14 @@ def build_pipeline_assets(pipeline: Pipeline, slug: str, owners: Sequence[str] =
             context.instance.add_run_tags(context.run_id, run_tags(slug, clean_run=clean_run))
         settings = store.settings()
         stores = build_stores(settings)
+        progress = build_progress_tracker(context, {t: table_key(slug, t) for t in selected})
         try:
             with executing(context, settings, slug):
                 # The column descriptions name the expressions this run uses, not those of the load.
                 running = read_pipeline(stores, slug)
+                config_version = config_version_of(stores, slug)
+                if config_version is not None:
+                    context.instance.add_run_tags(context.run_id, {TAG_CONFIG_VERSION: str(config_version)})
                 report = run_pipeline(
                     stores,
                     slug,
@@ -191,10 +234,12 @@ def build_pipeline_assets(pipeline: Pipeline, slug: str, owners: Sequence[str] =
                     table_ids=selected,
                     log=context.log,
                     commit_info=_commit_info(context, stores, slug),
+                    progress=progress,
                 )
         except KaretError as exc:
-            raise _failure(exc) from exc
-        context.instance.add_run_tags(context.run_id, _summary_tags(report))
+            raise run_failure(exc) from exc
+        context.instance.add_run_tags(context.run_id, summary_tags(report))
+        progress.phase("checks")
         if report.errors and all(report.tables[t].version is None for t in selected):
             # Errors and not one table published: a green run here would hide that nothing got through.
             raise dg.Failure(
@@ -202,6 +247,7 @@ def build_pipeline_assets(pipeline: Pipeline, slug: str, owners: Sequence[str] =
                 metadata={"errors": report.errors, "file_errors": [e.to_dict() for e in report.file_errors]},
                 allow_retries=False,
             )
+        preview = preview_metadata(context, stores, slug, settings)
         for table in tables:
             if table.id not in selected:
                 continue
@@ -214,24 +260,21 @@ def build_pipeline_assets(pipeline: Pipeline, slug: str, owners: Sequence[str] =
                 try:
                     stats = table_stats(stores.warehouse, slug, table.id)
                 except KaretError as exc:  # the store failed after the engine: the run's cause, with its code
-                    raise _failure(exc) from exc
+                    raise run_failure(exc) from exc
                 yield dg.MaterializeResult(
                     asset_key=table_key(slug, table.id),
-                    metadata=_table_metadata(
-                        slug, running, running.table(table.id) or table, table_report, report, stats
-                    ),
+                    metadata={
+                        **_table_metadata(
+                            slug, running, running.table(table.id) or table, table_report, report, stats
+                        ),
+                        **_version_metadata(config_version),
+                        **preview,
+                    },
                 )
             yield from _check_results(slug, table, table_report, report)
+        progress.finish()
 
     return _run
-
-
-def _failure(exc: KaretError) -> dg.Failure:
-    return dg.Failure(
-        description=f"{exc.code}: {exc.message}",
-        metadata={"error": exc.code, "message": exc.message},
-        allow_retries=False,
-    )
 
 
 def _commit_info(context: dg.AssetExecutionContext, stores, slug: str) -> dict[str, str]:
@@ -244,13 +287,9 @@ def _commit_info(context: dg.AssetExecutionContext, stores, slug: str) -> dict[s
     }
 
 
-def _summary_tags(report: RunReport) -> dict[str, str]:
-    return {
-        TAG_PARTITIONS_WRITTEN: str(report.partitions_written),
-        TAG_FILES_PROCESSED: str(report.files_processed),
-        TAG_ERRORS: json.dumps(report.errors),
-        TAG_FILE_ERRORS: json.dumps([e.to_dict() for e in report.file_errors[:FILE_ERRORS_KEPT]]),
-    }
+def _version_metadata(config_version: int | None) -> dict[str, object]:
+    # Which config version produced the table: a run of a config written outside Karet has none.
+    return {} if config_version is None else {"config_version": dg.MetadataValue.int(config_version)}
 
 
 def _table_metadata(
@@ -269,6 +308,7 @@ def _table_metadata(
         "files_processed": dg.MetadataValue.int(report.files_processed),
         "files_parsed": dg.MetadataValue.int(report.files_parsed),
         "rows_written": dg.MetadataValue.int(table_report.rows_written),
+        "rows_removed": dg.MetadataValue.int(table_report.rows_removed),
         "rows_deduped": dg.MetadataValue.int(table_report.rows_deduped),
         "file_count": dg.MetadataValue.int(stats.file_count),
         "bytes": dg.MetadataValue.int(stats.bytes),

@@ -19,6 +19,7 @@ from karet_defs.config.models import (
     ColumnSchema,
     Concat,
     Contains,
+    DimRef,
     FromUnix,
     If,
     LookupRef,
@@ -84,6 +85,15 @@ def describe_column_source(pipeline: Pipeline, table_id: str, column: str) -> st
         for produced in mapping.columns
         if produced.name == column
     ]
+    rollup = pipeline.rollup_of_table(table_id)
+    if rollup is not None:
+        if column in rollup.group_by:
+            sources.append(f"from rollup {rollup.id}: grouped by {column} of {rollup.source_table_id}")
+        sources += [
+            f"from rollup {rollup.id}: {a.fn}({a.column or ''})" + (" where …" if a.where is not None else "")
+            for a in rollup.aggregates
+            if column in a.output_columns()
+        ]
     return "; ".join(sources) or "not filled by any mapping"
 
 
@@ -130,6 +140,9 @@ def _render(node: AstNode) -> str:
             return f"cast({_render(node.input)}, {node.to})"
         case LookupRef():
             return f"lookup({node.lookup_id}, {_render(node.input)})"
+        case DimRef():
+            value = "" if node.value is None else f".{node.value}"
+            return f"dim({node.dim_id}{value}, {_render(node.input)})"
         case FromUnix():
             unit = "" if node.unit == _DEFAULT_UNIX_UNIT else f", {node.unit}"
             return f"from_unix({_render(node.input)}{unit})"

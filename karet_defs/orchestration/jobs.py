@@ -1,10 +1,14 @@
 """Run tags and the per-pipeline job; tag names live here only."""
 
+import json
 import re
 from collections.abc import Mapping
 
 import dagster as dg
 from dagster._core.storage.tags import USER_TAG
+
+from karet_defs.engine.run import RunReport
+from karet_defs.errors import KaretError
 
 TAG_PIPELINE = "karet/pipeline"
 TAG_TRIGGER = "karet/trigger"
@@ -12,6 +16,10 @@ TAG_CLEAN_RUN = "karet/clean_run"
 TAG_PARTITIONS_WRITTEN = "karet/partitions_written"
 TAG_FILES_PROCESSED = "karet/files_processed"
 TAG_ERRORS = "karet/errors"
+# The config version a run read (``history.versions``), set when its body starts.
+TAG_CONFIG_VERSION = "karet/config_version"
+# The environment (qa, uat) whose sandbox a run wrote (``orchestration.sandbox``); absent: production.
+TAG_ENVIRONMENT = "karet/environment"
 # Rows of quarantined raw files (``FileError.to_dict``), the first ``FILE_ERRORS_KEPT`` of the run.
 TAG_FILE_ERRORS = "karet/file_errors"
 FILE_ERRORS_KEPT = 20
@@ -37,6 +45,25 @@ NOTHING_PUBLISHED = "nothing was published"
 def nothing_published(errors: list[str]) -> str:
     """Why a run that published no table failed: its errors, in Karet's completed-with-errors wording."""
     return f"{NOTHING_PUBLISHED}: {len(errors)} error(s): {errors[0]}"
+
+
+def summary_tags(report: RunReport) -> dict[str, str]:
+    """The run's Karet summary as tags, which the job records are read back from."""
+    return {
+        TAG_PARTITIONS_WRITTEN: str(report.partitions_written),
+        TAG_FILES_PROCESSED: str(report.files_processed),
+        TAG_ERRORS: json.dumps(report.errors),
+        TAG_FILE_ERRORS: json.dumps([e.to_dict() for e in report.file_errors[:FILE_ERRORS_KEPT]]),
+    }
+
+
+def run_failure(exc: KaretError) -> dg.Failure:
+    """A red step whose description carries the error's code, as the job record reports it."""
+    return dg.Failure(
+        description=f"{exc.code}: {exc.message}",
+        metadata={"error": exc.code, "message": exc.message},
+        allow_retries=False,
+    )
 
 
 def dagster_name(slug: str) -> str:

@@ -142,6 +142,15 @@ def start_pipeline_run(
     return prepared, _start_background(instance, prepared)
 
 
+def start_job_run(
+    instance: dg.DagsterInstance, job_name: str, *, run_config: dict[str, Any], tags: dict[str, str]
+) -> PreparedRun:
+    """Record a run of any job of the definitions module and execute it on a background thread."""
+    prepared = create_job_run(instance, job_name, run_config=run_config, tags=tags)
+    _start_background(instance, prepared)
+    return prepared
+
+
 def _start_background(instance: dg.DagsterInstance, prepared: PreparedRun) -> threading.Thread:
     worker = threading.Thread(
         target=execute_prepared_run,

@@ -9,6 +9,7 @@ from karet_defs.orchestration.assets import build_external_specs, build_pipeline
 from karet_defs.orchestration.jobs import build_pipeline_job, dagster_name
 from karet_defs.orchestration.maintenance import build_maintenance_defs
 from karet_defs.orchestration.resources import StoreResource
+from karet_defs.orchestration.sandbox import build_sandbox_job
 from karet_defs.orchestration.sensors import build_raw_files_sensor
 from karet_defs.store import keys
 
@@ -22,21 +23,25 @@ def config_key(slug: str) -> dg.AssetKey:
 
 
 def build_pipeline_defs(pipeline: Pipeline, slug: str, store: StoreResource) -> dg.Definitions:
-    """Source and lookup specs, the tables' multi-asset, the pipeline job and its raw-files sensor, and the
-    tables' maintenance jobs with their daily schedule.
+    """Source and lookup specs, the tables' multi-asset, the pipeline job and its raw-files sensor, the
+    tables' maintenance jobs with their daily schedule, and the sandbox job.
 
     A pipeline without tables has no job, hence no sensor and no maintenance: its group shows its sources and
-    a marker saying what to add. One without sources has nothing to watch.
+    a marker saying what to add. One without sources has nothing to watch. Every pipeline has the sandbox
+    job: the versions it runs are read when it runs, and one may have tables production lacks.
     """
     owners = [store.settings().default_owner]
     specs = build_external_specs(pipeline, slug, owners)
     if not pipeline.analytic_tables:
-        return dg.Definitions(assets=[*specs, _unfinished_marker(pipeline, slug, owners)])
+        return dg.Definitions(
+            assets=[*specs, _unfinished_marker(pipeline, slug, owners)], jobs=[build_sandbox_job(slug)]
+        )
     tables = build_pipeline_assets(pipeline, slug, owners)
     job = build_pipeline_job(slug, [table_key(slug, t.id) for t in pipeline.analytic_tables])
     sensors = [build_raw_files_sensor(pipeline, slug, store)] if pipeline.source_containers else []
     return dg.Definitions.merge(
-        dg.Definitions(assets=[*specs, tables], jobs=[job], sensors=sensors), build_maintenance_defs(slug)
+        dg.Definitions(assets=[*specs, tables], jobs=[job, build_sandbox_job(slug)], sensors=sensors),
+        build_maintenance_defs(slug),
     )
 
 

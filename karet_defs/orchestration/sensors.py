@@ -32,7 +32,8 @@ from dataclasses import dataclass
 
 import dagster as dg
 
-from karet_defs.config.models import Pipeline
+from karet_defs.config.models import FileRows, Pipeline
+from karet_defs.engine.dimensions import DIMENSION_EXTENSIONS
 from karet_defs.engine.read import SOURCE_EXTENSIONS
 from karet_defs.orchestration.assets import source_key
 from karet_defs.orchestration.jobs import TAG_PIPELINE, dagster_name, run_tags
@@ -75,13 +76,15 @@ def sensor_name(slug: str) -> str:
 
 
 def raw_files_watch(pipeline: Pipeline, slug: str) -> Watch:
-    """The pipeline's source prefixes and the extensions its engine reads there."""
-    return Watch(
-        tuple(
-            (source.resolved_prefix(slug), SOURCE_EXTENSIONS[source.format])
-            for source in pipeline.source_containers
-        )
-    )
+    """The pipeline's source prefixes and the extensions its engine reads there, and the prefixes of its
+    file-backed dimensions: a changed dimension CSV changes the rows of the tables using it."""
+    sources = [(s.resolved_prefix(slug), SOURCE_EXTENSIONS[s.format]) for s in pipeline.source_containers]
+    dimensions = [
+        (d.rows.resolved_prefix(slug), DIMENSION_EXTENSIONS)
+        for d in pipeline.dimensions
+        if isinstance(d.rows, FileRows)
+    ]
+    return Watch(tuple(sources + dimensions))
 
 
 def build_raw_files_sensor(

@@ -147,6 +147,16 @@ def pipeline_tables(stores: Stores, slug: str) -> list[AnalyticTable]:
         raise ConfigParseFailed(exc.message, details=exc.details) from exc
 
 
+def parameter_names(sql: str) -> set[str]:
+    """The ``$name`` parameters of ``sql`` as DuckDB's parser finds them (not in literals or comments)."""
+    with duckdb.connect(":memory:", config=_CONNECTION_CONFIG) as con:
+        try:
+            statements = con.extract_statements(check_sql(sql))
+        except duckdb.Error as exc:
+            raise QueryError(str(exc)) from exc
+    return {name for statement in statements for name in statement.named_parameters}
+
+
 def namespaces_in(sql: str) -> set[str]:
     """The schemas the SQL qualifies its tables with (``spending.transactions`` → ``spending``), as DuckDB's
     parser reads them; the built-in schemas are left out."""
@@ -254,19 +264,20 @@ def _register(
     namespace = namespace_of(slug)
     qualified = namespace not in SYSTEM_SCHEMAS
     if qualified:
-        con.execute(f"CREATE SCHEMA {_quote(namespace)}")
+        con.execute(f"CREATE SCHEMA {quote_identifier(namespace)}")
     readable: list[str] = []
     for table in tables:
         readable.extend(_register_table(con, stores, slug, table, versions.get(table.id)))
         # Both live in the temporary catalog; the full name keeps the views below from resolving a name to
         # themselves.
-        source = f"temp.main.{_quote(table.id)}"
+        source = f"temp.main.{quote_identifier(table.id)}"
         alias = name_to_slug(table.name) if table.name else table.id
         if alias not in ids and alias not in aliases:
             aliases.add(alias)
-            con.execute(f"CREATE VIEW {_quote(alias)} AS SELECT * FROM {source}")
+            con.execute(f"CREATE VIEW {quote_identifier(alias)} AS SELECT * FROM {source}")
         if qualified:
-            con.execute(f"CREATE VIEW {_quote(namespace)}.{_quote(table.id)} AS SELECT * FROM {source}")
+            qualified_name = f"{quote_identifier(namespace)}.{quote_identifier(table.id)}"
+            con.execute(f"CREATE VIEW {qualified_name} AS SELECT * FROM {source}")
     return readable
 
 
@@ -277,7 +288,7 @@ def _register_table(
     found = table_source(stores.warehouse, slug, table, version)
     if isinstance(found, ParquetFiles):
         try:
-            con.execute(f"CREATE TEMP VIEW {_quote(table.id)} AS {found.select_sql()}")
+            con.execute(f"CREATE TEMP VIEW {quote_identifier(table.id)} AS {found.select_sql()}")
             return found.paths
         except duckdb.Error:
             # A column of the schema that no data file has yet (added by a schema change) cannot be bound
@@ -287,7 +298,8 @@ def _register_table(
     return []
 
 
-def _quote(identifier: str) -> str:
+def quote_identifier(identifier: str) -> str:
+    """``identifier`` as a SQL identifier: double-quoted, inner quotes doubled."""
     return '"' + identifier.replace('"', '""') + '"'
 
 

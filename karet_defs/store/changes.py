@@ -32,11 +32,15 @@ _CURSOR_VERSION = 1
 _OWN_FOLDERS = frozenset(
     {
         keys.TABLES_FOLDER.rstrip("/"),
+        keys.ENVIRONMENTS_FOLDER.rstrip("/"),
         keys.DRAFTS_FOLDER.rstrip("/"),
         keys.QUERIES_FOLDER.rstrip("/"),
-        "dashboards",
+        keys.VERSIONS_FOLDER.rstrip("/"),
+        keys.DASHBOARDS_FOLDER.rstrip("/"),
     }
 )
+# Files directly under ``pipelines/<slug>/`` that Karet itself writes.
+_OWN_FILES = frozenset({keys.CONFIG_NAME, keys.PREVIEW_NAME, keys.PREVIEW_KEEP_NAME})
 
 
 def version_of(info: ObjectInfo) -> str:
@@ -200,15 +204,15 @@ def list_watched(store: ObjectStore, watch: Watch) -> Iterator[ObjectInfo]:
 
 
 def is_karet_output(key: str) -> bool:
-    """Keys Karet writes itself (configs, dashboards, saved queries, tables under ``clean/``): never run
-    triggers."""
+    """Keys Karet writes itself (configs, config history, dashboards, saved queries, tables under
+    ``clean/``): never run triggers."""
     if not key.startswith(keys.PIPELINES_PREFIX):
         return False
     parts = key.split("/")
     if len(parts) < 3:
         return False
     if len(parts) == 3:
-        return parts[2] == keys.CONFIG_NAME
+        return parts[2] in _OWN_FILES
     return parts[2] in _OWN_FOLDERS
 
 

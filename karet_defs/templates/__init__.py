@@ -34,8 +34,9 @@ def template_files(template_id: str) -> dict[str, bytes]:
 
 def bucket_for(relative_path: str, stores: Stores) -> ObjectStore:
     """Bucket routing by extension (REFERENCE §4.1): CSV → lake, Parquet → warehouse, the rest → pipelines;
-    except a table's folder, whole in the warehouse: its Delta log (JSON) lives beside its data."""
-    if relative_path.startswith(keys.TABLES_FOLDER):
+    except a table's folder (production or sandbox), whole in the warehouse: its Delta log (JSON) lives
+    beside its data."""
+    if relative_path.startswith((keys.TABLES_FOLDER, keys.ENVIRONMENTS_FOLDER)):
         return stores.warehouse
     if relative_path.endswith(".csv"):
         return stores.lake

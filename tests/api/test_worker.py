@@ -85,7 +85,7 @@ def test_run_demo_returns_the_karet_summary_and_a_dagster_run_id(client, local_s
     assert response.status_code == 200
     body = response.json()
     assert {k: body[k] for k in ("partitions_written", "files_processed", "errors")} == {
-        "partitions_written": 2,
+        "partitions_written": 3,  # two months, and the rollup's year
         "files_processed": 1,
         "errors": [],
     }

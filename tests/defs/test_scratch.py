@@ -53,7 +53,7 @@ def test_a_run_clears_what_a_killed_run_left_in_the_temp_folder(monkeypatch, tmp
 
     report = run_pipeline(local_stores, "spending")
 
-    assert report.errors == [] and report.partitions_written == 2
+    assert report.errors == [] and report.partitions_written == 3  # two months, and the rollup's year
     assert list(scratch.iterdir()) == []
 
 

@@ -96,7 +96,9 @@ def _wait_for_runs(timeout: float = 120.0) -> None:
 
 # An import body is a ZIP: sent as the raw bytes generated for it, like any binary body.
 schemathesis.serializer.alias("application/zip", "application/octet-stream")
-schema = schemathesis.pytest.from_fixture("fuzzed_api")
+# Event streams never end on their own: a generated call would wait forever (`test_job_events` covers them).
+STREAMS = ["/api/events", "/api/p/{slug}/jobs/events"]
+schema = schemathesis.pytest.from_fixture("fuzzed_api").exclude(method="GET", path=STREAMS)
 
 
 @schema.parametrize()
@@ -114,7 +116,7 @@ def test_every_operation_was_exercised(fuzzed_api):
     """Runs after the fuzzing above: every documented operation got its share of generated cases."""
     if not CALLS:
         pytest.skip("counts the cases of test_every_route_answers_as_documented; run it first")
-    operations = {op.ok().label for op in fuzzed_api.get_all_operations()}
+    operations = {op.ok().label for op in fuzzed_api.get_all_operations() if op.ok().path not in STREAMS}
     starved = {label: sum(CALLS[label].values()) for label in operations if sum(CALLS[label].values()) < 10}
     assert not starved, f"operations with fewer than 10 cases: {starved}"
     cases = sum(sum(c.values()) for c in CALLS.values())

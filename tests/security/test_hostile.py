@@ -124,7 +124,12 @@ def test_a_slug_with_a_name_after_the_dots_is_sanitised_and_confined_to_its_fold
     response = client.put("/api/p/..%5c..%5cwindows/config", content=template_files("blank")["pipeline.json"])
 
     assert response.status_code == 200  # Karet's rule: every character outside [a-z0-9-] is a dash, trimmed
-    assert snapshot().keys() - before.keys() == {"pipelines/windows/pipeline.json"}
+    # The config and its history (version 1), all inside the sanitised pipeline's folder.
+    assert snapshot().keys() - before.keys() == {
+        "pipelines/windows/pipeline.json",
+        "pipelines/windows/versions/1.json",
+        "pipelines/windows/versions/index.json",
+    }
 
 
 def test_traversal_in_file_paths_and_names_is_refused_and_touches_nothing(hostile):
@@ -317,7 +322,11 @@ def test_login_brute_force_is_throttled_with_retry_after(hostile):
 
     assert statuses == [401] * 5 + [429] * 7
     assert right.status_code == 429, "the right password waits too: the bucket counts attempts"
-    assert snapshot() == before
+    after = snapshot()
+    # The audit log records each failed login it verified, and nothing of the refused ones.
+    added = sorted(key for key in after.keys() - before.keys())
+    assert [key.startswith("_auth/audit/") for key in added] == [True] * 5
+    assert {k: v for k, v in after.items() if k not in added} == before
 
 
 def test_megabyte_passwords_are_refused_before_hashing(hostile):

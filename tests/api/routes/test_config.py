@@ -45,8 +45,12 @@ def test_put_without_if_match_stores_the_body_verbatim(client):
 
     response = client.put("/api/p/cfg/config", content=body)
 
-    assert (response.status_code, response.json()) == (200, {"ok": True, "etag": _md5(body)})
+    assert (response.status_code, response.json()) == (
+        200,
+        {"ok": True, "etag": _md5(body), "version": 2, "environment": "production"},
+    )
     assert response.headers["etag"] == f'"{_md5(body)}"'
+    assert response.headers["x-karet-config-version"] == "2"
     assert client.get("/api/p/cfg/config").content == body
 
 

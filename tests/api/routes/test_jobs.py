@@ -1,11 +1,14 @@
 """Jobs through the API: Dagster runs in Karet's record shape, started at once, newest first."""
 
+import threading
 import time
 
 import dagster as dg
 
+from karet_defs.engine import delta
 from karet_defs.orchestration.launch import execute_pipeline_run
 from karet_defs.templates import install_template
+from tests.factories import SMALL_ROWS, put_small_pipeline
 
 
 def _wait_done(client, slug, job_id, timeout=60.0):
@@ -29,7 +32,8 @@ def test_start_returns_running_then_completes_with_counters(api_client, local_st
     assert job["pipeline"] == "spending" and job["trigger"] == "manual"
     done = _wait_done(api_client, "spending", job["id"])
     assert done["status"] == "completed"
-    assert (done["partitions_written"], done["files_processed"], done["errors"]) == (2, 1, [])
+    # Two months of transactions, and the year of the monthly rollup.
+    assert (done["partitions_written"], done["files_processed"], done["errors"]) == (3, 1, [])
     assert done["completedAt"].endswith("Z") and done["startedAt"] <= done["completedAt"]
     run = dagster_instance.get_run_by_id(job["id"])
     assert run.status == dg.DagsterRunStatus.SUCCESS
@@ -73,7 +77,7 @@ def test_completed_with_file_errors_carries_the_summary(api_client, local_stores
     assert job["errors"] == [
         'file pipelines/spending/transactions/bad.csv: missing required columns: ["description", "account"]'
     ]
-    assert job["error"] == "2 partitions written, 1 error(s): " + job["errors"][0]
+    assert job["error"] == "3 partitions written, 1 error(s): " + job["errors"][0]
 
 
 def test_failed_run_shows_failed_with_the_cause(api_client, local_stores):
@@ -92,6 +96,31 @@ def test_failed_run_shows_failed_with_the_cause(api_client, local_stores):
         "/mappings",
         "/analytic_tables",
     }
+
+
+def test_progress_shows_while_a_run_works_and_after_it_ends(api_client, local_stores, monkeypatch):
+    put_small_pipeline(local_stores, "sales")
+    committing, release = threading.Event(), threading.Event()
+    commit = delta.commit
+
+    def held_commit(*args, **kwargs):
+        committing.set()
+        release.wait(30)
+        return commit(*args, **kwargs)
+
+    monkeypatch.setattr(delta, "commit", held_commit)
+    job_id = api_client.post("/api/p/sales/jobs").json()["job"]["id"]
+    assert committing.wait(30)
+
+    during = api_client.get(f"/api/p/sales/jobs/{job_id}").json()["job"]
+    release.set()
+    after = _wait_done(api_client, "sales", job_id)
+
+    assert during["status"] == "running"
+    assert during["progress"]["phase"] != "done"
+    assert after["progress"]["phase"] == "done" and after["progress"]["eta_seconds"] == 0
+    assert (after["progress"]["files_done"], after["progress"]["rows_written"]) == (1, SMALL_ROWS)
+    assert after["progress"]["table"] == "t" and after["progress"]["elapsed_seconds"] > 0
 
 
 def test_missing_pipeline_is_404_and_unknown_job_is_404(api_client):

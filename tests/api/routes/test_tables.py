@@ -12,7 +12,10 @@ from tests.factories import SPENDING_CSV, SPENDING_RAW, put_raw
 def test_tables_list_schema_files_and_dagster_facts(api_client, local_stores, dagster_instance):
     install_template(local_stores, "spending", "spending")
     before = api_client.get("/api/p/spending/tables").json()["tables"]
-    assert [(t["id"], t["fileCount"], t["rowCount"]) for t in before] == [("transactions", 0, None)]
+    assert [(t["id"], t["fileCount"], t["rowCount"]) for t in before] == [
+        ("transactions", 0, None),
+        ("monthly_spend", 0, None),  # a rollup's table is listed like any table
+    ]
 
     outcome = execute_pipeline_run(dagster_instance, "spending", trigger="api")
     table = api_client.get("/api/p/spending/tables").json()["tables"][0]

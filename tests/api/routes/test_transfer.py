@@ -47,7 +47,7 @@ def _seed_source(client, slug: str) -> None:
     config["source_containers"].append(
         {**config["source_containers"][0], "id": "shared", "path_prefix": "pipelines/bank/feed/"}
     )
-    stores.pipelines.put(f"pipelines/{slug}/pipeline.json", json.dumps(config, indent=2).encode())
+    assert client.put(f"/api/p/{slug}/config", content=json.dumps(config, indent=2)).status_code == 200
     stores.warehouse.put(f"pipelines/{slug}/clean/transactions/year=2026/month=4/m.parquet", os.urandom(3000))
     stores.pipelines.put(f"pipelines/{slug}/preview.png", b"\x89PNG\r\n\x1a\n" + os.urandom(100))
     stores.pipelines.put(f"pipelines/{slug}/jobs/job-1.json", b'{"id": "job-1"}')
@@ -81,10 +81,15 @@ def test_export_then_import_round_trips_byte_for_byte(any_api_client):
     copy = _relative(_objects(any_api_client), "the-copy")
     expected = {k: v for k, v in source.items() if not k.endswith(":jobs/job-1.json")}
     assert set(copy) == set(expected)
-    config_key = next(k for k in copy if k.endswith(":pipeline.json"))
-    assert {k: v for k, v in copy.items() if k != config_key} == {
-        k: v for k, v in expected.items() if k != config_key
+    # The config and the history of its versions name the pipeline's own folder: they move with it.
+    moved = {k for k in copy if k.endswith((":pipeline.json", ":versions/2.json", ":versions/index.json"))}
+    assert {k: v for k, v in copy.items() if k not in moved} == {
+        k: v for k, v in expected.items() if k not in moved
     }
+    config_key = next(k for k in copy if k.endswith(":pipeline.json"))
+    assert copy[config_key] == next(v for k, v in copy.items() if k.endswith(":versions/2.json"))
+    history = any_api_client.get("/api/p/the-copy/config/versions").json()
+    assert (history["live_version"], [v["version"] for v in history["versions"]]) == (2, [2, 1])
     prefixes = [s["path_prefix"] for s in json.loads(copy[config_key])["source_containers"]]
     assert prefixes == ["pipelines/the-copy/transactions/", "pipelines/bank/feed/"]
     assert json.loads(copy[config_key])["mappings"] == json.loads(expected[config_key])["mappings"]

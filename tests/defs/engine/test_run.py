@@ -46,7 +46,8 @@ def test_spending_template_gives_two_month_partitions(stores, tmp_path):
 
     report = run_pipeline(stores, "spending")
 
-    assert report.summary() == {"partitions_written": 2, "files_processed": 1, "errors": []}
+    # Two month partitions of `transactions`, one year partition of its `monthly_spend` rollup.
+    assert report.summary() == {"partitions_written": 3, "files_processed": 1, "errors": []}
     assert table_partitions(stores, "spending", "transactions") == ["year=2026/month=4", "year=2026/month=5"]
     rows = read_table(stores, "spending", "transactions", tmp_path)
     assert rows.group_by("month").len().sort("month").rows() == [(4, 18), (5, 17)]
