@@ -138,7 +138,8 @@ def test_history_and_metadata_through_the_api(burst: Burst):
 
         tables = burst.client.get(f"/api/p/{slug}/tables").json()["tables"]
         assert [(t["id"], t["rowCount"], t["lastRunId"] in run_ids) for t in tables] == [
-            ("transactions", 35, True)
+            ("transactions", 35, True),
+            ("monthly_spend", 18, True),  # the template's rollup: one row per category and month
         ]
 
 
