@@ -1,13 +1,14 @@
 """Live events measured: run progress overhead, SSE fan-out latency, and clients that come and go.
 
-``python -m bench.events [--gb 1] [--repeat 3] [--clients 100] [--connects 1000]``:
+``python -m bench.events [--gb 1] [--repeat 3] [--clients 100] [--connects 1000] [--groups 10]``:
 
 - **progress**: the same clean Dagster run of the Spending template over ``--gb`` of CSVs (in this
   process, as the embedded API runs it), with progress written as Dagster events and with a silent
   tracker, ``--repeat`` times each in A B B A order; medians of wall and CPU time, and the events written
   per run.
 - **fan-out**: ``--clients`` SSE clients on ``/api/events`` of an API server (its own process) while a
-  tiny run goes; the delay from each job event's Dagster timestamp to its arrival at every client.
+  tiny run goes; the delay from each job event's Dagster timestamp to its arrival at every client; beside
+  them ``--groups`` topic consumer groups long-polling ``runs`` and acking, until each sees the run end.
 - **connects**: ``--connects`` SSE clients that connect and leave at once; the server's RSS, its poller
   and listeners before and after.
 
@@ -98,7 +99,36 @@ def _sse_events(
                 data = None
 
 
-def bench_fan_out(workdir: Path, clients: int, connects: int) -> dict:
+def _consumer_group(
+    client: httpx.Client, group: str, until_job: list[str], outcome: dict, deadline: float
+) -> None:
+    """One consumer group long-polling ``runs`` and acking what it got, until the run's end arrives."""
+    body = {"topic_id": "runs", "group_id": group, "start": "Earliest", "limit": 100, "partition_id": 0}
+    while time.time() < deadline:
+        answer = client.post("/v1/api/topics/consume", json={**body, "timeout_seconds": 2})
+        if answer.status_code != 200:
+            outcome["errors"] += 1
+            continue
+        messages = answer.json()["messages"]
+        outcome["messages"] += len(messages)
+        if not messages:
+            continue
+        acked = client.post(
+            "/v1/api/topics/ack",
+            json={
+                "topic_id": "runs",
+                "group_id": group,
+                "partition_id": 0,
+                "upto_offset": messages[-1]["offset"],
+            },
+        )
+        outcome["errors"] += acked.status_code != 200
+        if any(m["op"] == "ended" and m["payload"]["job_id"] in until_job for m in messages):
+            outcome["saw_the_end"] = True
+            return
+
+
+def bench_fan_out(workdir: Path, clients: int, connects: int, groups: int) -> dict:
     store = tiny_store(workdir / "events-api-store", TINY_SLUG)
     home = dagster_home(workdir / "events-api-home")
     with serve_api(store, home, log=workdir / "logs" / "events-api.log") as server:
@@ -120,6 +150,15 @@ def bench_fan_out(workdir: Path, clients: int, connects: int) -> dict:
                 thread = threading.Thread(
                     target=_sse_events,
                     args=(reader, "/api/events", job_ids, received[i], readies[i]),
+                    daemon=True,
+                )
+                thread.start()
+                threads.append(thread)
+            consumers = [{"errors": 0, "messages": 0, "saw_the_end": False} for _ in range(groups)]
+            for i in range(groups):
+                thread = threading.Thread(
+                    target=_consumer_group,
+                    args=(server.client(timeout=30), f"bench-{i}", job_ids, consumers[i], time.time() + 120),
                     daemon=True,
                 )
                 thread.start()
@@ -147,6 +186,9 @@ def bench_fan_out(workdir: Path, clients: int, connects: int) -> dict:
         },
         "clients": clients,
         "clients_saw_the_whole_run": complete,
+        "consumer_groups": groups,
+        "groups_saw_the_run_end": sum(c["saw_the_end"] for c in consumers),
+        "group_errors": sum(c["errors"] for c in consumers),
         "events_delivered": len(delays),
         "delay_s": {
             "median": round(statistics.median(delays), 3) if delays else None,
@@ -162,6 +204,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--clients", type=int, default=100)
     parser.add_argument("--connects", type=int, default=1000)
+    parser.add_argument("--groups", type=int, default=10, help="topic consumer groups during the fan-out")
     parser.add_argument("--workdir", type=Path, default=Path(__file__).parent / "data")
     parser.add_argument("--no-progress", action="store_true", help="skip the progress overhead runs")
     parser.add_argument("--no-fan-out", action="store_true", help="skip the SSE measurements")
@@ -169,7 +212,7 @@ def main(argv: list[str] | None = None) -> dict:
     args.workdir.mkdir(parents=True, exist_ok=True)
     results: dict = {}
     if not args.no_fan_out:
-        results["fan_out"] = bench_fan_out(args.workdir, args.clients, args.connects)
+        results["fan_out"] = bench_fan_out(args.workdir, args.clients, args.connects, args.groups)
     if not args.no_progress:
         results["progress"] = bench_progress(args.workdir, args.gb, args.repeat)
     sys.stdout.write(json.dumps(results, indent=2) + "\n")

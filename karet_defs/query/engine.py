@@ -163,12 +163,30 @@ def namespaces_in(sql: str) -> set[str]:
     with duckdb.connect(":memory:", config=_CONNECTION_CONFIG) as con:
         # Refused first: DuckDB only serialises SELECTs, and the refusal should say why.
         _require_one_select(con, check_sql(sql))
-        row = con.execute("SELECT json_serialize_sql($1)", [sql]).fetchone()
-    tree = json.loads(row[0]) if row else {}
+        tree = _syntax_tree(con, sql)
     if tree.get("error"):
         raise QueryError(str(tree.get("error_message") or "the SQL does not parse"))
     found = {ref["schema_name"].lower() for ref in _base_tables(tree) if ref.get("schema_name")}
     return found - SYSTEM_SCHEMAS
+
+
+def _syntax_tree(con: duckdb.DuckDBPyConnection, sql: str) -> dict[str, Any]:
+    row = con.execute("SELECT json_serialize_sql($1)", [sql]).fetchone()
+    return json.loads(row[0]) if row else {}
+
+
+def _relations_named(con: duckdb.DuckDBPyConnection, sql: str) -> set[str] | None:
+    """The relation names the SQL reads (lower case, bare and ``schema.name``), or None when DuckDB cannot
+    say; CTE names come along, which only costs registering a table the query shadows."""
+    tree = _syntax_tree(con, sql)
+    if tree.get("error"):
+        return None
+    names = set()
+    for ref in _base_tables(tree):
+        name = str(ref.get("table_name", "")).lower()
+        schema = str(ref.get("schema_name") or "").lower()
+        names.add(f"{schema}.{name}" if schema else name)
+    return names
 
 
 def namespace_slug(sql: str, namespace_id: str | None = None) -> str | None:
@@ -217,7 +235,9 @@ def _query(
         raise QueryTableNotFound(f"pipeline `{slug}` has no table {', '.join(sorted(unknown))}")
     with scratch_dir("query") as spill, _connect(limits, spill) as con:
         _require_one_select(con, sql)
-        readable = _register(con, stores, slug, tables, versions) if slug is not None else []
+        readable = []
+        if slug is not None:
+            readable = _register(con, stores, slug, tables, versions, _relations_named(con, sql))
         # From here DuckDB opens no file but the tables' own data files, loads nothing, changes no setting.
         con.execute("SET allowed_paths = $1", [readable])
         con.execute("SET enable_external_access = false")
@@ -256,9 +276,11 @@ def _register(
     slug: str,
     tables: list[AnalyticTable],
     versions: Mapping[str, int],
+    named: set[str] | None,
 ) -> list[str]:
     """Each table under its id; under its ``nameToSlug`` name unless another table has that id (or an
-    earlier table that name); and as ``<namespace>.<id>``. Returns the local data files the views read."""
+    earlier table that name); and as ``<namespace>.<id>``. Only the tables ``named`` names are opened (all
+    when it is None): each costs a Delta log read. Returns the local data files the views read."""
     ids = {t.id for t in tables}
     aliases: set[str] = set()
     namespace = namespace_of(slug)
@@ -267,13 +289,18 @@ def _register(
         con.execute(f"CREATE SCHEMA {quote_identifier(namespace)}")
     readable: list[str] = []
     for table in tables:
+        alias = name_to_slug(table.name) if table.name else table.id
+        shows_alias = alias not in ids and alias not in aliases
+        if shows_alias:
+            aliases.add(alias)
+        names = {table.id.lower(), f"{namespace}.{table.id.lower()}"} | ({alias} if shows_alias else set())
+        if named is not None and not names & named and table.id not in versions:
+            continue  # a version asked for is still checked, so a missing one is reported
         readable.extend(_register_table(con, stores, slug, table, versions.get(table.id)))
         # Both live in the temporary catalog; the full name keeps the views below from resolving a name to
         # themselves.
         source = f"temp.main.{quote_identifier(table.id)}"
-        alias = name_to_slug(table.name) if table.name else table.id
-        if alias not in ids and alias not in aliases:
-            aliases.add(alias)
+        if shows_alias:
             con.execute(f"CREATE VIEW {quote_identifier(alias)} AS SELECT * FROM {source}")
         if qualified:
             qualified_name = f"{quote_identifier(namespace)}.{quote_identifier(table.id)}"
