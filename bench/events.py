@@ -27,7 +27,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.api_server import serve_api
+from bench.api_server import API_KEY, serve_api
 from bench.generate import ensure_dataset
 from bench.measure import proc_status_mb
 from bench.run import BYTES_PER_FILE, TINY_SLUG
@@ -99,6 +99,12 @@ def _sse_events(
                 data = None
 
 
+def _bearer(client: httpx.Client) -> httpx.Client:
+    # KalamDB's routes take the API key as a bearer token, as its clients send it.
+    client.headers["Authorization"] = f"Bearer {API_KEY}"
+    return client
+
+
 def _consumer_group(
     client: httpx.Client, group: str, until_job: list[str], outcome: dict, deadline: float
 ) -> None:
@@ -158,7 +164,13 @@ def bench_fan_out(workdir: Path, clients: int, connects: int, groups: int) -> di
             for i in range(groups):
                 thread = threading.Thread(
                     target=_consumer_group,
-                    args=(server.client(timeout=30), f"bench-{i}", job_ids, consumers[i], time.time() + 120),
+                    args=(
+                        _bearer(server.client(timeout=30)),
+                        f"bench-{i}",
+                        job_ids,
+                        consumers[i],
+                        time.time() + 120,
+                    ),
                     daemon=True,
                 )
                 thread.start()
