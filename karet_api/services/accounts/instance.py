@@ -3,12 +3,12 @@
 The archive is a ZIP: ``karet-instance.json`` (``format_version``, instance name, time), every object of
 the distinct buckets as ``objects/<bucket>/<key>`` (pipelines, raw files, Delta tables with every version,
 dashboards, saved queries, and the auth area with users' hashes), and each Dagster run with its event log as
-``runs/<run id>.jsonl`` (the run, its job and plan snapshots, then one event per line, in Dagster's own
-serialisation). Both ways are
-streamed through temporary files: an object or a run is never held whole in memory, and neither is the
-archive. Import restores into an instance with no pipelines and no runs, replaying each run's events through
-Dagster so its run record (status, start and end) is rebuilt as it was; reset deletes every object and run,
-and forgets a generated session secret, so the instance is back at needs-setup and no old session survives.
+``runs/<creation index>-<run id>.jsonl`` (the run, its job and plan snapshots, then one event per line,
+in Dagster's own serialisation). Both ways are streamed through temporary files: an object or a run is
+never held whole in memory, and neither is the archive. Import restores into an instance with no pipelines
+and no runs, replaying each run's events through Dagster so its run record (status, start and end) is
+rebuilt as it was; reset deletes every object and run, and forgets a generated session secret, so the
+instance is back at needs-setup and no old session survives.
 """
 
 import json
@@ -76,8 +76,9 @@ def iter_export(stores: Stores, instance: dg.DagsterInstance, settings: Settings
             "buckets": list(buckets(stores)),
         }
         staging.put(MANIFEST, json.dumps(manifest).encode(), content_type="application/json")
-        for record in instance.get_run_records():
-            _stage_run(staging, instance, record.dagster_run, Path(tmp) / "run.jsonl")
+        # Oldest first, numbered: an import replays them in archive order, so every job list keeps its order.
+        for index, record in enumerate(instance.get_run_records(ascending=True)):
+            _stage_run(staging, instance, record.dagster_run, Path(tmp) / "run.jsonl", index)
         entries = [ExportEntry(staging, info, info.key) for info in staging.list("")]
         for name, store in buckets(stores).items():
             entries += [
@@ -88,7 +89,9 @@ def iter_export(stores: Stores, instance: dg.DagsterInstance, settings: Settings
         yield from iter_zip(entries)
 
 
-def _stage_run(staging: LocalStore, instance: dg.DagsterInstance, run: dg.DagsterRun, path: Path) -> None:
+def _stage_run(
+    staging: LocalStore, instance: dg.DagsterInstance, run: dg.DagsterRun, path: Path, index: int
+) -> None:
     with open(path, "w") as out:
         out.write(serialize_value(run) + "\n")
         # A run record names its job and plan snapshots: without them Dagster refuses to add it back.
@@ -105,7 +108,7 @@ def _stage_run(staging: LocalStore, instance: dg.DagsterInstance, run: dg.Dagste
             if not page.has_more:
                 break
             cursor = page.cursor
-    staging.put_file(f"{RUNS}{run.run_id}.jsonl", path, content_type="application/x-ndjson")
+    staging.put_file(f"{RUNS}{index:08d}-{run.run_id}.jsonl", path, content_type="application/x-ndjson")
 
 
 def restore(stores: Stores, instance: dg.DagsterInstance, archive_file: BinaryIO) -> Restored:
