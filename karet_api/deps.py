@@ -6,6 +6,7 @@ from typing import Annotated
 import dagster as dg
 from fastapi import Depends, Request
 
+from karet_api.bearer import bearer_token
 from karet_api.services.accounts import identity
 from karet_api.services.reload import DefinitionsReloader
 from karet_defs.errors import Unauthorized
@@ -47,11 +48,6 @@ def require_user(request: Request, settings: SettingsDep, stores: StoreDep) -> i
 
 
 CurrentUser = Annotated[identity.Actor, Depends(require_user)]
-
-
-def bearer_token(request: Request) -> str:
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    return token.strip() if scheme.lower() == "bearer" else ""
 
 
 def require_worker_token(request: Request, settings: SettingsDep) -> None:

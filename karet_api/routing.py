@@ -1,25 +1,26 @@
 """``CappedJsonRoute``: a ceiling on the JSON bodies FastAPI reads whole into memory for a request model.
 
 Routes that take raw bodies (configs, uploads, archives, images, webhook events) stream and cap them
-themselves; the routes with a pydantic body model (sign-in, pipeline create/rename, job start, ...) would
-otherwise buffer whatever a client sends before validating a field of it.
+themselves with ``bodies.read_capped``; the routes with a pydantic body model (sign-in, pipeline
+create/rename, job start, ...) would otherwise buffer whatever a client sends before validating a field of
+it. Here the same reader takes the body first, then hands it to FastAPI, which would buffer it whole anyway.
 """
 
+import io
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
-from starlette.types import Message
+from starlette.types import Message, Receive
 
+from karet_api.bodies import read_capped
 from karet_api.schemas.common import ErrorBody
-from karet_defs.errors import PayloadTooLarge
 
 MAX_JSON_BODY_MIB = 1
 MAX_JSON_BODY_BYTES = MAX_JSON_BODY_MIB * 1024 * 1024
-_TOO_LARGE = f"request body over {MAX_JSON_BODY_BYTES} bytes"
 
 
 class CappedJsonRoute(APIRoute):
@@ -37,25 +38,26 @@ class CappedJsonRoute(APIRoute):
             return handler
 
         async def capped(request: Request) -> Response:
-            declared = request.headers.get("content-length", "")
-            if declared.isdigit() and int(declared) > MAX_JSON_BODY_BYTES:
-                raise PayloadTooLarge(_TOO_LARGE)
-            return await handler(Request(request.scope, _counting(request.receive)))
+            body = io.BytesIO()
+            try:
+                await read_capped(request, MAX_JSON_BODY_BYTES, body)
+            except ClientDisconnect as exc:
+                # What FastAPI answers when the body breaks off while it reads it itself.
+                raise HTTPException(400, "There was an error parsing the body") from exc
+            return await handler(Request(request.scope, _replaying(body.getvalue(), request.receive)))
 
         return capped
 
 
-def _counting(receive: Callable[[], Awaitable[Message]]) -> Callable[[], Awaitable[Message]]:
-    received = 0
+def _replaying(body: bytes, receive: Receive) -> Receive:
+    """The capped body as one message, then the client's own messages (a disconnect) as they come."""
+    pending = True
 
-    async def counted() -> Message:
-        nonlocal received
-        message = await receive()
-        received += len(message.get("body", b""))
-        if received > MAX_JSON_BODY_BYTES:
-            # An HTTPException, because FastAPI turns any other error raised while it reads the body into a
-            # generic 400; the error handlers give it the Karet envelope (`payload_too_large`).
-            raise HTTPException(413, _TOO_LARGE)
-        return message
+    async def replayed() -> Message:
+        nonlocal pending
+        if pending:
+            pending = False
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
 
-    return counted
+    return replayed

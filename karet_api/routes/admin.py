@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query, Request, status
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from karet_api.bodies import exceeds_limit, read_capped
 from karet_api.deps import InstanceDep, ReloaderDep, SettingsDep, StoreDep
 from karet_api.roles import Admin, Auditor
 from karet_api.routing import CappedJsonRoute
@@ -23,7 +24,7 @@ from karet_api.schemas.accounts import (
     UserUpdate,
 )
 from karet_api.schemas.common import STORE_ERRORS, error_responses
-from karet_api.services import auth, transfer
+from karet_api.services import auth
 from karet_api.services.accounts import audit, instance as instance_archive, ratelimit, users
 from karet_api.services.accounts.users import Role
 from karet_defs.errors import ConfirmMismatch
@@ -162,9 +163,8 @@ async def import_instance(
 ) -> ImportResult:
     """Restore an exported instance into this empty one (streamed to a temporary file first)."""
     with tempfile.SpooledTemporaryFile(max_size=_SPOOL_BYTES) as body:
-        await transfer.read_body(
-            request, body, limit=instance_archive.MAX_ARCHIVE_BYTES, code="zip_too_large"
-        )
+        too_large = exceeds_limit("zip_too_large")
+        await read_capped(request, instance_archive.MAX_ARCHIVE_BYTES, body, too_large=too_large)
         restored = await run_in_threadpool(instance_archive.restore, stores, instance, body)
     reloader.request()
     await run_in_threadpool(_audit, request, stores, "import", actor.name, objects=restored.objects)

@@ -1,8 +1,11 @@
 """Routes of `/api/events`: the S3 event webhook (public, authenticated by a shared secret)."""
 
+import io
+
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
+from karet_api.bodies import read_capped
 from karet_api.deps import SettingsDep
 from karet_api.routing import CappedJsonRoute
 from karet_api.schemas.common import error_responses
@@ -32,5 +35,7 @@ async def s3_events(request: Request, settings: SettingsDep) -> EventsReceived:
     buckets than the lake, keys outside every source prefix and keys under `clean/` are counted, not run.
     """
     events.check_webhook_secret(request, settings)
-    records = events.parse_records(await events.read_body(request, limit=events.WEBHOOK_BODY_LIMIT))
+    body = io.BytesIO()
+    await read_capped(request, events.WEBHOOK_BODY_LIMIT, body)
+    records = events.parse_records(body.getvalue())
     return await run_in_threadpool(events.handle_records, events.auto_runs(request.app), records)

@@ -9,11 +9,11 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
+from karet_api.bodies import exceeds_limit, read_capped
 from karet_api.deps import StoreDep
 from karet_api.routing import CappedJsonRoute
 from karet_api.schemas.common import Ok, error_responses
 from karet_api.services import pipelines
-from karet_api.services.transfer import read_body
 from karet_defs.errors import ObjectNotFound
 from karet_defs.slugs import sanitise_slug
 
@@ -87,6 +87,6 @@ async def save_preview(
     good with `keep=true`."""
     slug = sanitise_slug(slug)
     body = io.BytesIO()
-    await read_body(request, body, limit=MAX_PREVIEW_BYTES, code="payload_too_large")
+    await read_capped(request, MAX_PREVIEW_BYTES, body, too_large=exceeds_limit())
     await run_in_threadpool(partial(pipelines.save_preview, stores, slug, body.getvalue(), keep=keep))
     return Ok()

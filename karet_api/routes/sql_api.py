@@ -15,7 +15,8 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
-from karet_api.deps import QueryGateDep, SettingsDep, StoreDep, bearer_token
+from karet_api.bearer import bearer_token
+from karet_api.deps import QueryGateDep, SettingsDep, StoreDep
 from karet_api.errors import kalam_error_response
 from karet_api.routing import CappedJsonRoute
 from karet_api.schemas.query import SqlColumn, SqlErrorResponse, SqlRequest, SqlResponse, SqlResult

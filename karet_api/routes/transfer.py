@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from karet_api.bodies import exceeds_limit, read_capped
 from karet_api.deps import ReloaderDep, StoreDep
 from karet_api.roles import Engineer
 from karet_api.routing import CappedJsonRoute
@@ -84,7 +85,8 @@ async def import_pipeline(
     slug = sanitise_slug(name or "", default=f"imported-{time.time_ns() // 1_000_000}")
     await run_in_threadpool(ensure_slug_free, stores, slug)
     with tempfile.SpooledTemporaryFile(max_size=_SPOOL_BYTES) as body:
-        await transfer.read_body(request, body, limit=transfer.MAX_ZIP_BYTES, code="zip_too_large")
+        too_large = exceeds_limit("zip_too_large")
+        await read_capped(request, transfer.MAX_ZIP_BYTES, body, too_large=too_large)
         await run_in_threadpool(partial(transfer.import_zip, stores, slug, body, author=actor.name))
     await run_in_threadpool(visibility.claim, stores, actor, slug)
     reloader.request()

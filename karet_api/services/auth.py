@@ -29,6 +29,7 @@ from argon2.exceptions import VerificationError
 from fastapi import Request, Response
 from itsdangerous import BadData, URLSafeTimedSerializer
 
+from karet_api.bearer import bearer_token
 from karet_api.services.accounts import audit, ratelimit
 from karet_defs.errors import (
     BadRequest,
@@ -95,8 +96,7 @@ def presented_api_key(request: Request) -> str:
     header = request.headers.get("x-api-key")
     if header:
         return header
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    return token.strip() if scheme.lower() == "bearer" else ""
+    return bearer_token(request)
 
 
 def api_key_matches(request: Request, settings: Settings) -> bool:

@@ -26,10 +26,10 @@ from urllib.parse import unquote_plus
 import dagster as dg
 from fastapi import FastAPI, Request
 
-from karet_api.deps import bearer_token
+from karet_api.bearer import bearer_token
 from karet_api.schemas.events import EventsReceived
 from karet_defs.catalog import list_slugs, read_pipeline
-from karet_defs.errors import InvalidJson, KaretError, PayloadTooLarge, Unauthorized
+from karet_defs.errors import InvalidJson, KaretError, Unauthorized
 from karet_defs.orchestration.launch import start_pipeline_run, submit_pipeline_run
 from karet_defs.orchestration.sensors import (
     SENSOR,
@@ -67,21 +67,6 @@ def check_webhook_secret(request: Request, settings: Settings) -> None:
     matches = [hmac.compare_digest(candidate.encode(), expected) for candidate in presented if candidate]
     if not expected or not any(matches):
         raise Unauthorized(UNAUTHORIZED_MESSAGE)
-
-
-async def read_body(request: Request, *, limit: int) -> bytes:
-    """The request body, refused with 413 as soon as it is known to exceed ``limit`` bytes."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"request body over {limit} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"request body over {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def parse_records(body: bytes) -> list[Any]:

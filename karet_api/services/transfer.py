@@ -1,4 +1,4 @@
-"""Moving whole pipelines in and out as ZIP files, and reading request bodies under a size limit.
+"""Moving whole pipelines in and out as ZIP files.
 
 Export streams the ZIP: objects are listed first (so a missing pipeline is still a clean 404), then each one
 is compressed from a local file (the store's own, or a download) and the archive is handed out in chunks
@@ -17,8 +17,6 @@ from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import BinaryIO
-
-from starlette.requests import Request
 
 from karet_api.services.pipelines import already_exists, discard, distinct_stores
 from karet_defs.errors import (
@@ -58,22 +56,6 @@ _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 # What a damaged or unsupported archive raises while it is read (CRC mismatch, truncated stream, encrypted
 # or unknown-method entries).
 _ZIP_READ_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError, ValueError)
-
-
-async def read_body(request: Request, sink: BinaryIO, *, limit: int, code: str) -> None:
-    """Copy the request body into ``sink``; past ``limit`` bytes, declared or sent, ``PayloadTooLarge``."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(
-            f"request body of {declared} bytes exceeds the limit of {limit} bytes", code=code
-        )
-    received = 0
-    async for chunk in request.stream():
-        received += len(chunk)
-        if received > limit:
-            raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes", code=code)
-        sink.write(chunk)
-    sink.seek(0)
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from urllib.parse import unquote
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
+from karet_api.bodies import read_capped
 from karet_api.schemas.events import FileUploaded
 from karet_api.services.events import AutoRuns
 from karet_defs.catalog import read_pipeline
@@ -116,18 +117,10 @@ async def receive_upload(
     """Check the target, stream the body (capped), store it and schedule the pipeline's debounced run."""
     pipeline = await run_in_threadpool(read_pipeline, stores, slug)
     key, source = upload_target(pipeline, slug, path)
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_UPLOAD_BYTES:
-        raise _too_large()
     with scratch_dir("upload") as tmp:
         spool = Path(tmp) / "body"
-        size = 0
         with open(spool, "wb") as out:
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > MAX_UPLOAD_BYTES:
-                    raise _too_large()
-                out.write(chunk)
+            await read_capped(request, MAX_UPLOAD_BYTES, out, too_large=_too_large)
         await run_in_threadpool(check_content, spool, source)
         info = await run_in_threadpool(_store, stores, key, spool)
     # A pipeline without tables has no job to run; the file is stored all the same.
@@ -143,5 +136,5 @@ def _store(stores: Stores, key: str, spool: Path) -> ObjectInfo:
     return info
 
 
-def _too_large() -> KaretError:
-    return PayloadTooLarge(f"file over the upload limit of {MAX_UPLOAD_BYTES // (1024 * 1024)} MB")
+def _too_large(limit: int, declared: str | None) -> KaretError:
+    return PayloadTooLarge(f"file over the upload limit of {limit // (1024 * 1024)} MB")
