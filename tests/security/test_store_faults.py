@@ -165,6 +165,11 @@ def test_moto_server_killed_is_503_and_its_empty_restart_a_clear_502(
     assert "S3_BUCKET" in response.json()["message"]
 
 
+def _endpoint_lost(message: str) -> bool:
+    # boto3 says it for an upload, delta-rs for the commit: which one meets the dead endpoint first is a race.
+    return "Could not connect" in message or "error sending request" in message
+
+
 def test_endpoint_stopped_mid_run_fails_the_job_with_the_cause_commits_nothing_and_a_retry_converges(
     faulty, relay, monkeypatch
 ):
@@ -192,14 +197,15 @@ def test_endpoint_stopped_mid_run_fails_the_job_with_the_cause_commits_nothing_a
 
     assert failed.status_code == 200
     errors = failed.json()["errors"]
-    assert any(e.startswith("run failed: ") and "Could not connect" in e for e in errors), errors
+    assert any(e.startswith("run failed: ") and _endpoint_lost(e) for e in errors), errors
     relay.start()
     job = client.get(f"/api/p/{SLUG}/jobs/{failed.json()['job_id']}").json()["job"]
-    assert job["status"] == "failed" and "Could not connect" in job["error"]
+    assert job["status"] == "failed" and _endpoint_lost(job["error"])
 
-    # The data files uploaded before the endpoint died (uploads run in parallel: one or more, not all
-    # three) are not committed: readers still see version 0, whole.
-    assert 1 <= len(published) < 3
+    # The data files uploaded before the endpoint died (uploads run in parallel: the others may or may not
+    # have gone out first, and then the commit is what fails) are not committed: readers still see
+    # version 0, whole.
+    assert published
     assert table_version(stores, SLUG, "t") == 0
     assert read_table(stores, SLUG, "t").sort("month", "v").equals(old)
 
