@@ -279,18 +279,7 @@ def _check_table_keys(i: int, table: AnalyticTable, issues: list[ValidationIssue
 
 def _check_prefixes(sources: list[SourceContainer], issues: list[ValidationIssue]) -> None:
     for i, source in enumerate(sources):
-        path = f"/source_containers/{i}/path_prefix"
-        prefix = source.path_prefix
-        if not prefix:
-            issues.append(_missing_field(path, "path_prefix"))
-        elif prefix.startswith("/") or not prefix.endswith("/") or ".." in prefix.split("/"):
-            issues.append(
-                _schema(
-                    path,
-                    f"path_prefix `{prefix}` must be a relative key prefix ending in `/` "
-                    "without `..` segments",
-                )
-            )
+        _check_key_prefix(f"/source_containers/{i}/path_prefix", source.path_prefix, issues)
     # Every ordered pair, reported at the nested source: a file's source is its first prefix match, so
     # nesting is ambiguous, and two identical prefixes are reported on both sources.
     for i, a in enumerate(sources):
@@ -305,23 +294,37 @@ def _check_prefixes(sources: list[SourceContainer], issues: list[ValidationIssue
                 )
 
 
-def _check_match(lookup: LookupMapping, path: str, issues: list[ValidationIssue]) -> None:
-    if lookup.match not in SUPPORTED_MATCHES:
-        supported = ", ".join(SUPPORTED_MATCHES)
+def _check_key_prefix(path: str, prefix: str, issues: list[ValidationIssue]) -> bool:
+    """Report a missing or malformed ``path_prefix`` at ``path``; whether it is a usable prefix."""
+    if not prefix:
+        issues.append(_missing_field(path, "path_prefix"))
+        return False
+    if prefix.startswith("/") or not prefix.endswith("/") or ".." in prefix.split("/"):
         issues.append(
-            _schema(f"{path}/match", f"match `{lookup.match}` is not supported (supported: {supported})")
+            _schema(
+                path,
+                f"path_prefix `{prefix}` must be a relative key prefix ending in `/` without `..` segments",
+            )
         )
+        return False
+    return True
+
+
+def _check_match_name(path: str, match: str, issues: list[ValidationIssue]) -> None:
+    if match not in SUPPORTED_MATCHES:
+        supported = ", ".join(SUPPORTED_MATCHES)
+        issues.append(_schema(f"{path}/match", f"match `{match}` is not supported (supported: {supported})"))
+
+
+def _check_match(lookup: LookupMapping, path: str, issues: list[ValidationIssue]) -> None:
+    _check_match_name(path, lookup.match, issues)
     for j, child in enumerate(lookup.children):
         _check_match(child, f"{path}/children/{j}", issues)
 
 
 def _check_dimension(p: Pipeline, i: int, dimension: Dimension, issues: list[ValidationIssue]) -> None:
     base = f"/dimensions/{i}"
-    if dimension.match not in SUPPORTED_MATCHES:
-        supported = ", ".join(SUPPORTED_MATCHES)
-        issues.append(
-            _schema(f"{base}/match", f"match `{dimension.match}` is not supported (supported: {supported})")
-        )
+    _check_match_name(base, dimension.match, issues)
     rows = dimension.rows
     if not rows.values:
         issues.append(_schema(f"{base}/rows/values", "a dimension needs at least one value column"))
@@ -335,16 +338,7 @@ def _check_dimension(p: Pipeline, i: int, dimension: Dimension, issues: list[Val
         return
     path = f"{base}/rows/path_prefix"
     prefix = rows.path_prefix
-    if not prefix:
-        issues.append(_missing_field(path, "path_prefix"))
-    elif prefix.startswith("/") or not prefix.endswith("/") or ".." in prefix.split("/"):
-        issues.append(
-            _schema(
-                path,
-                f"path_prefix `{prefix}` must be a relative key prefix ending in `/` without `..` segments",
-            )
-        )
-    else:
+    if _check_key_prefix(path, prefix, issues):
         # A dimension's CSV files under a source prefix would be ingested as raw rows, and a source's files
         # under a dimension prefix read as reference rows.
         for source in p.source_containers:
