@@ -8,7 +8,7 @@ as a draft (`?draft=true`), stored without validation beside it.
 
 import json
 from functools import partial
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import unquote
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
@@ -20,6 +20,7 @@ from karet_api.routing import CappedJsonRoute
 from karet_api.schemas.common import STORE_ERRORS, Ok, error_responses
 from karet_api.schemas.config import ConfigSaved, ConfigUpgrade
 from karet_api.services import pipelines, validation
+from karet_api.services.reload import DefinitionsReloader
 from karet_defs.config.structure import Structure, structure_of_document
 from karet_defs.config.upgrade import upgrade_lookups
 from karet_defs.config.validate import load_pipeline, parse_pipeline
@@ -118,18 +119,32 @@ async def write_config(
         response.headers["ETag"] = f'"{etag}"'
         return ConfigSaved(etag=etag)
     before = await run_in_threadpool(stored_structure, stores, slug)
-    saved = await run_in_threadpool(
-        partial(
-            pipelines.write_config,
-            stores,
-            slug,
-            body,
-            author=actor.name,
-            if_match=if_match,
-            expected_version=config_version,
-            note=read_note(note),
-        )
+    return await _save_version(
+        stores,
+        slug,
+        body,
+        before,
+        response,
+        reloader,
+        author=actor.name,
+        if_match=if_match,
+        expected_version=config_version,
+        note=read_note(note),
     )
+
+
+async def _save_version(
+    stores: Stores,
+    slug: str,
+    body: bytes,
+    before: Structure,
+    response: Response,
+    reloader: DefinitionsReloader,
+    **save: Any,
+) -> ConfigSaved:
+    """Record ``body`` as the next config version (``save``: author, preconditions, note), reload the
+    definitions when the live structure changed, and set the headers a client saves over next."""
+    saved = await run_in_threadpool(partial(pipelines.write_config, stores, slug, body, **save))
     # Only a change of structure needs new definitions; an edit of expressions is read at run time.
     if saved.live and structure_of_document(body) != before:
         reloader.request()
@@ -167,30 +182,18 @@ async def upgrade_config(
     if not save or not upgrade.changed:
         return ConfigUpgrade(config=upgrade.config, changed=upgrade.changed, notes=upgrade.notes)
     body = json.dumps(upgrade.config, indent=2).encode()
-    before = structure_of_document(working.body)
-    saved = await run_in_threadpool(
-        partial(
-            pipelines.write_config,
-            stores,
-            slug,
-            body,
-            author=actor.name,
-            if_match=working.etag,
-            note="upgrade: lookup_mappings to dimensions",
-        )
+    saved = await _save_version(
+        stores,
+        slug,
+        body,
+        structure_of_document(working.body),
+        response,
+        reloader,
+        author=actor.name,
+        if_match=working.etag,
+        note="upgrade: lookup_mappings to dimensions",
     )
-    if saved.live and structure_of_document(body) != before:
-        reloader.request()
-    response.headers["ETag"] = f'"{saved.etag}"'
-    response.headers[CONFIG_VERSION_HEADER] = str(saved.version.version)
-    return ConfigUpgrade(
-        config=upgrade.config,
-        changed=True,
-        notes=upgrade.notes,
-        saved=ConfigSaved(
-            etag=saved.etag, version=saved.version.version, environment=saved.version.environment
-        ),
-    )
+    return ConfigUpgrade(config=upgrade.config, changed=True, notes=upgrade.notes, saved=saved)
 
 
 @router.post(
