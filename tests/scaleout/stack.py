@@ -270,26 +270,42 @@ def _graphql(stack: Stack, query: str, variables: dict | None = None) -> dict:
     return response.json()["data"]
 
 
-_SENSORS = """
+_AUTOMATIONS = """
 query ($selector: RepositorySelector!) {
   sensorsOrError(repositorySelector: $selector) {
-    ... on Sensors { results { name sensorState { id selectorId status } } }
+    ... on Sensors { results { name sensorState { id selectorId } } }
+  }
+  schedulesOrError(repositorySelector: $selector) {
+    ... on Schedules { results { name scheduleState { id selectorId } } }
   }
 }"""
 _STOP_SENSOR = """
 mutation ($originId: String!, $selectorId: String!) {
   stopSensor(jobOriginId: $originId, jobSelectorId: $selectorId) { __typename }
 }"""
+_STOP_SCHEDULE = """
+mutation ($originId: String!, $selectorId: String!) {
+  stopRunningSchedule(scheduleOriginId: $originId, scheduleSelectorId: $selectorId) { __typename }
+}"""
 
 
-def stop_sensors(stack: Stack) -> None:
-    """The raw-files sensors would add a run per new pipeline; these tests count only their own runs."""
+def stop_automations(stack: Stack) -> None:
+    """These tests count only their own runs: the raw-files sensors would add a run per new pipeline, and
+    the daily maintenance schedules (02:00-04:59 UTC) a maintenance run tagged with its pipeline."""
     selector = {"repositoryLocationName": LOCATION, "repositoryName": "__repository__"}
-    sensors = _graphql(stack, _SENSORS, {"selector": selector})["sensorsOrError"]["results"]
-    assert len(sensors) == len(PIPELINES) + 1
-    for sensor in sensors:
-        state = sensor["sensorState"]
-        _graphql(stack, _STOP_SENSOR, {"originId": state["id"], "selectorId": state["selectorId"]})
+    found = _graphql(stack, _AUTOMATIONS, {"selector": selector})
+    sensors = found["sensorsOrError"]["results"]
+    schedules = found["schedulesOrError"]["results"]
+    # One of each per pipeline: the burst's pipelines and the victim.
+    assert len(sensors) == len(schedules) == len(PIPELINES) + 1
+    for mutation, items, state in (
+        (_STOP_SENSOR, sensors, "sensorState"),
+        (_STOP_SCHEDULE, schedules, "scheduleState"),
+    ):
+        for item in items:
+            ids = item[state]
+            stopped = _graphql(stack, mutation, {"originId": ids["id"], "selectorId": ids["selectorId"]})
+            assert "Error" not in next(iter(stopped.values()))["__typename"], stopped
 
 
 @contextmanager
@@ -362,7 +378,7 @@ def running_stack(root: Path, s3_endpoint: str) -> Iterator[Stack]:
                 ],
             )
             wait_for_webserver(stack)
-            stop_sensors(stack)
+            stop_automations(stack)
             stack.spawn("daemon", [str(bin_dir / "dagster-daemon"), "run", "-w", str(workspace)])
             for name in WORKERS:
                 stack.start_worker(name)
