@@ -5,6 +5,7 @@ streaming pass over the needed columns, whatever the table's size. Messages keep
 the Rust ``Option`` rendering of the range bounds, because users and scripts match on them.
 """
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import polars as pl
@@ -78,7 +79,9 @@ def assertion_aggregates(produced: set[str], table: AnalyticTable, *, unique: bo
     return aggregates
 
 
-def violations_from(counts: dict[str, object], produced: set[str], table: AnalyticTable) -> list[Violation]:
+def violations_from(
+    counts: Mapping[str, int | None], produced: set[str], table: AnalyticTable
+) -> list[Violation]:
     """The violations that the counts of ``assertion_aggregates`` show, in schema order."""
     violations: list[Violation] = []
     for column in table.schema_:

@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, SupportsInt, cast
 
 import polars as pl
 import pyarrow as pa
@@ -138,7 +139,9 @@ def recorded_state(
             return None
         raw = info.get(META_STATE)
         if raw is not None:
-            decoded = json.loads(raw) if isinstance(raw, str) else raw
+            decoded = cast(
+                "Mapping[str, Mapping[str, Any]]", json.loads(raw) if isinstance(raw, str) else raw
+            )
             return {
                 mapping_id: MappingState(str(entry["signature"]), dict(entry["files"]))
                 for mapping_id, entry in decoded.items()
@@ -225,8 +228,8 @@ def _stats_json(metadata: pq.FileMetaData) -> str:
                 break
             null_count += stats.null_count
             if stats.has_min_max:
-                low = stats.min if low is None else min(low, stats.min)  # type: ignore[type-var]
-                high = stats.max if high is None else max(high, stats.max)  # type: ignore[type-var]
+                low = stats.min if low is None else min(low, stats.min)
+                high = stats.max if high is None else max(high, stats.max)
         if not complete:
             continue
         nulls[name] = null_count
@@ -267,11 +270,13 @@ class Commit:
 
     @property
     def rows_removed(self) -> int:
-        return sum(int(f.get("num_records") or 0) for f in self.removed)
+        return sum(row_int(f, "num_records") for f in self.removed)
 
-    def partitions_written(self, keys_: list[str]) -> list[str]:
+    def partitions_written(self, partition_keys: list[str]) -> list[str]:
         """The partition folders this commit writes into (``k1=v1/k2=v2``), sorted."""
-        written = {"/".join(f.relative.split("/")[: len(keys_)]) for f in self.added if keys_}
+        written = {
+            "/".join(f.relative.split("/")[: len(partition_keys)]) for f in self.added if partition_keys
+        }
         return sorted(written)
 
     @property
@@ -326,7 +331,7 @@ def commit(
             return 0
         if change.replace_all:
             table.create_write_transaction(
-                adds,
+                [*adds],
                 mode="overwrite",
                 schema=delta_schema,
                 partition_by=partition_by or None,
@@ -338,8 +343,8 @@ def commit(
                     path=urllib.parse.unquote(str(f["path"])),  # the log's form, decoded once
                     data_change=True,
                     deletion_timestamp=now,
-                    size=int(f["size_bytes"]),  # type: ignore[call-overload]
-                    partition_values=_partition_values_of(f, partition_by),
+                    size=row_int(f, "size_bytes"),
+                    partition_values=partition_values_of(f, partition_by),
                 )
                 for f in change.removed
             ]
@@ -356,12 +361,19 @@ def commit(
     return table.version()
 
 
-def _partition_values_of(row: Mapping[str, object], partition_by: Iterable[str]) -> dict[str, str | None]:
+def partition_values_of(row: Mapping[str, object], partition_by: Iterable[str]) -> dict[str, str | None]:
+    """The partition values of a row of ``active_files``, as the Delta log records them."""
     values: dict[str, str | None] = {}
     for key in partition_by:
         value = row.get(f"partition.{key}")
         values[key] = None if value is None else partition_string(value)
     return values
+
+
+def row_int(row: Mapping[str, object], column: str) -> int:
+    """An integer column of a row of ``active_files`` (``size_bytes``, ``num_records``...), 0 when null."""
+    value = row.get(column)
+    return int(value) if isinstance(value, SupportsInt) else 0
 
 
 def partition_string(value: object) -> str:

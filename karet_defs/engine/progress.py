@@ -11,8 +11,9 @@ work planned so far; it is taken from bytes, or from files when the raw files ho
 """
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
+from typing import Any
 
 PHASES = ("listing", "parsing", "transforming", "writing", "committing", "checks", "done")
 PROGRESS_INTERVAL_SECONDS = 0.5
@@ -39,8 +40,10 @@ class Progress:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, object]) -> "Progress":
-        return cls(**{name: data.get(name) for name in cls.__dataclass_fields__})  # type: ignore[arg-type]
+    def from_dict(cls, data: Mapping[str, Any]) -> "Progress":
+        """The snapshot ``to_dict`` gave (a JSON object: its values are as ``to_dict`` wrote them)."""
+        fields: dict[str, Any] = {name: data.get(name) for name in cls.__dataclass_fields__}
+        return cls(**fields)
 
 
 ProgressSink = Callable[[Progress], None]

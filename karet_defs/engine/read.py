@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 import polars as pl
+from polars.datatypes import DataTypeClass
 
 from karet_defs.config.models import ColumnSchema, SourceContainer
 
@@ -138,7 +139,7 @@ def _json_column(column: ColumnSchema, available: pl.Schema) -> pl.Expr:
     dtype = declared_dtype(column)
     if not parts or parts[0][0] is None or parts[0][0] not in available:
         return pl.lit(None, dtype=dtype).alias(column.name)
-    current_type: pl.DataType = available[parts[0][0]]
+    current_type: pl.DataType | DataTypeClass = available[parts[0][0]]
     expr = pl.col(parts[0][0])
     for field, index in parts[1:]:
         if field is not None and isinstance(current_type, pl.Struct):

@@ -21,7 +21,7 @@ import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TypedDict, cast
 
 import polars as pl
 import pyarrow as pa
@@ -31,16 +31,14 @@ from karet_defs.config.models import AnalyticTable, LookupMapping, Pipeline, Rol
 from karet_defs.config.walk import dimension_ids
 from karet_defs.engine import delta
 from karet_defs.engine.assertions import Violation, assertion_aggregates, violations_from
+from karet_defs.engine.publishing import TableTarget, publish
 from karet_defs.engine.read import declared_dtype
+from karet_defs.engine.report import RunReport, TableReport
 from karet_defs.engine.tables import parse_partition_value, partition_dtype
 from karet_defs.engine.write import render_segment
 from karet_defs.errors import ExpressionError
 from karet_defs.expr.compile import Dimensions, compile_expr
-from karet_defs.store import keys
 from karet_defs.store.base import ObjectStore, TableLocation
-
-if TYPE_CHECKING:
-    from karet_defs.engine.run import RunReport, TableReport
 
 META_ROLLUP = "karet.rollup"
 # Bumped whenever the engine would aggregate the same rows differently, so rollups are recomputed.
@@ -69,7 +67,7 @@ class _RollupFailed(Exception):
         self.violations = violations or []
 
 
-def run_rollups(ctx: RollupContext, report: "RunReport", *, clean_run: bool, info: Mapping[str, str]) -> None:
+def run_rollups(ctx: RollupContext, report: RunReport, *, clean_run: bool, info: Mapping[str, str]) -> None:
     """Recompute the rollups whose tables ``report`` covers, sources first, each with one commit.
 
     A rollup that fails is reported as ``rollup <id>: …`` and changes nothing; the others still run."""
@@ -167,29 +165,28 @@ class _RollupRun:
         self, ctx: RollupContext, rollup: Rollup, source: AnalyticTable, target: AnalyticTable
     ) -> None:
         self.ctx, self.rollup, self.source, self.target = ctx, rollup, source, target
-        self.keys = list(target.partition_keys)
-        self.source_where = delta.location(ctx.warehouse, ctx.slug, source.id)
-        self.prefix = keys.table_prefix(ctx.slug, target.id)
-        self.where = ctx.warehouse.table_location(self.prefix)
-        self.out_root = self.where.local_root or ctx.scratch / "rollups" / target.id
+        self.table_target = TableTarget.of(ctx.warehouse, ctx.slug, target, ctx.scratch / "rollups")
+        self.partition_keys = self.table_target.partition_keys
+        self.source_location = delta.location(ctx.warehouse, ctx.slug, source.id)
 
     def execute(
-        self, table_report: "TableReport", report: "RunReport", clean_run: bool, info: Mapping[str, str]
+        self, table_report: TableReport, report: RunReport, clean_run: bool, info: Mapping[str, str]
     ) -> None:
-        source_table = delta.open_table(self.source_where)
+        source_table = delta.open_table(self.source_location)
         if source_table is None:
             self.ctx.log.info("rollup %s: source table %s has no data yet", self.rollup.id, self.source.id)
             return
-        current = delta.open_table(self.where)
+        current = delta.open_table(self.table_target.location)
         signature = self._signature()
         source_version = source_table.version()
         expected = self._expected_schema(source_table)
         affected: set[PartitionValues] | None = None  # None: every partition
-        previous = None if current is None or clean_run else _recorded(self.where, current)
+        previous = None if current is None or clean_run else _recorded(self.table_target.location, current)
         if (
-            previous is not None
+            current is not None
+            and previous is not None
             and previous.get("signature") == signature
-            and delta.same_schema(current, expected)  # type: ignore[arg-type]
+            and delta.same_schema(current, expected)
         ):
             if previous.get("source_version") == source_version:
                 self.ctx.log.info("rollup %s: source unchanged, no commit", self.rollup.id)
@@ -199,25 +196,18 @@ class _RollupRun:
         self._check(frame)
         change = delta.Commit(replace_all=affected is None or current is None)
         change.added = self._write(frame)
-        if current is not None and not change.replace_all:
+        if current is not None and affected is not None:  # not replacing all
             active = delta.active_files(current)
-            change.removed = [row for row in active.to_dicts() if self._partition_of(row) in affected]  # type: ignore[operator]
+            change.removed = [row for row in active.to_dicts() if self._partition_of(row) in affected]
         if change.replace_all and current is None and not change.added:
             return  # nothing to create a table from
         metadata = {
             **info,
             META_ROLLUP: json.dumps({"signature": signature, "source_version": source_version}),
         }
-        self._upload(change.added)
-        version = delta.commit(self.where, current, change, expected, self.keys, metadata)
-        partitions = change.partitions_written(self.keys)
-        table_report.version = version
-        table_report.partitions = partitions
-        table_report.rows_written = change.rows_added
-        table_report.rows_removed = change.rows_removed
+        version = publish(self.table_target, current, change, expected, metadata, report)
         table_report.mappings_written.append(self.rollup.id)
         table_report.columns.update({name: str(dtype) for name, dtype in frame.schema.items()})
-        report.partitions_written += len(partitions) if self.keys else int(bool(change.added))
         self.ctx.log.info(
             "rollup %s: version %d of %s, %d row(s) added, %d row(s) removed",
             self.rollup.id,
@@ -258,7 +248,7 @@ class _RollupRun:
         columns = dict(
             rollup_frame(empty, self.rollup, self.target, ctx.lookups, ctx.dimensions).collect_schema()
         )
-        for key in self.keys:
+        for key in self.partition_keys:
             columns[key] = columns.pop(key, pl.String())
         columns[delta.SOURCE_COLUMN] = pl.String()
         columns[delta.MAPPING_COLUMN] = pl.String()
@@ -267,10 +257,10 @@ class _RollupRun:
     def _changed_partitions(self, since: int, source_table: DeltaTable) -> set[PartitionValues] | None:
         """Target partitions over the source files added or removed since version ``since``; None when that
         cannot be known (an unpartitioned target, an expired version)."""
-        if not self.keys or since < 0:
+        if not self.partition_keys or since < 0:
             return None
         try:
-            before = delta.open_table(self.source_where, since)
+            before = delta.open_table(self.source_location, since)
         except delta.TableVersionNotFound:
             return None
         if before is None:
@@ -281,7 +271,7 @@ class _RollupRun:
         return {self._partition_of(row) for row in changed}
 
     def _partition_of(self, row: Mapping[str, object]) -> PartitionValues:
-        return tuple(_partition_text(row.get(f"partition.{key}")) for key in self.keys)
+        return tuple(delta.partition_values_of(row, self.partition_keys).values())
 
     def _compute(self, source_table: DeltaTable, affected: set[PartitionValues] | None) -> pl.DataFrame:
         files = delta.active_files(source_table).to_dicts()
@@ -289,15 +279,13 @@ class _RollupRun:
             files = [f for f in files if self._partition_of(f) in affected]
         schema = self._source_schema(source_table)
         partition_columns = source_table.metadata().partition_columns
-        options = self.source_where.reader_options()
+        options = self.source_location.reader_options()
         scans = []
         for file in files:
-            uri = f"{self.source_where.uri}/{urllib.parse.unquote(str(file['path']))}"
+            uri = f"{self.source_location.uri}/{urllib.parse.unquote(str(file['path']))}"
+            values = delta.partition_values_of(file, partition_columns)
             restored = [
-                pl.lit(
-                    parse_partition_value(_partition_text(file.get(f"partition.{k}")), schema[k]),
-                    dtype=schema[k],
-                ).alias(k)
+                pl.lit(parse_partition_value(values[k], schema[k]), dtype=schema[k]).alias(k)
                 for k in partition_columns
             ]
             scans.append(pl.scan_parquet(uri, storage_options=options).with_columns(restored))
@@ -324,44 +312,43 @@ class _RollupRun:
             pl.lit(self.source.id, dtype=pl.String).alias(delta.SOURCE_COLUMN),
             pl.lit(self.rollup.id, dtype=pl.String).alias(delta.MAPPING_COLUMN),
         )
-        groups = frame.partition_by(self.keys, as_dict=True, include_key=False) if self.keys else {(): frame}
+        groups = (
+            frame.partition_by(self.partition_keys, as_dict=True, include_key=False)
+            if self.partition_keys
+            else {(): frame}
+        )
         written: list[delta.DataFile] = []
         for values, part in groups.items():
             if part.is_empty():
                 continue
-            segments = [f"{k}={render_segment(v)}" for k, v in zip(self.keys, values, strict=True)]
+            segments = [f"{k}={render_segment(v)}" for k, v in zip(self.partition_keys, values, strict=True)]
             name = delta.data_file_name(self.rollup.id, self.source.id)
             relative = "/".join([*segments, name])
-            path = self.out_root / relative
+            path = self.table_target.staging_root / relative
             path.parent.mkdir(parents=True, exist_ok=True)
             part.write_parquet(path, compression="zstd", statistics=True)
-            partition_values = {k: delta.partition_string(v) for k, v in zip(self.keys, values, strict=True)}
+            partition_values: dict[str, str | None] = {
+                k: delta.partition_string(v) for k, v in zip(self.partition_keys, values, strict=True)
+            }
             written.append(
                 delta.describe_file(path, relative, partition_values, self.rollup.id, self.source.id)
             )
         return written
 
-    def _upload(self, added: list[delta.DataFile]) -> None:
-        if self.where.local_root is not None:
-            return
-        for data_file in added:
-            self.ctx.warehouse.put_file(
-                self.prefix + data_file.relative,
-                self.out_root / data_file.relative,
-                content_type="application/octet-stream",
-            )
+
+class _Recorded(TypedDict, total=False):
+    """What a rollup's commit records under ``META_ROLLUP``."""
+
+    signature: str
+    source_version: int
 
 
-def _recorded(where: TableLocation, current: DeltaTable) -> dict[str, object] | None:
+def _recorded(where: TableLocation, current: DeltaTable) -> _Recorded | None:
     info = delta.commit_info(where, current.version())
     raw = (info or {}).get(META_ROLLUP)
     if raw is None:
         return None
-    return json.loads(raw) if isinstance(raw, str) else dict(raw)
-
-
-def _partition_text(value: object) -> str | None:
-    return None if value is None else delta.partition_string(value)
+    return cast(_Recorded, json.loads(raw) if isinstance(raw, str) else raw)
 
 
 def _first_line(exc: Exception) -> str:

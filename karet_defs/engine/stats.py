@@ -33,12 +33,14 @@ def parquet_row_count(store: ObjectStore, key: str, size: int) -> int:
     """Rows of one Parquet object, reading only its footer."""
     local = store.local_path(key)
     if local is not None:
-        return pq.read_metadata(local).num_rows
+        rows: int = pq.read_metadata(local).num_rows
+        return rows
     tail = store.get_range(key, size - _FOOTER_TAIL, size - 1)
     (footer_len,) = struct.unpack("<I", tail[:4])
     footer = store.get_range(key, size - _FOOTER_TAIL - footer_len, size - _FOOTER_TAIL - 1)
     # pyarrow reads metadata from the end of a buffer: a magic head plus the real footer is a valid file.
-    return pq.read_metadata(io.BytesIO(b"PAR1" + footer + tail)).num_rows
+    rows = pq.read_metadata(io.BytesIO(b"PAR1" + footer + tail)).num_rows
+    return rows
 
 
 def table_stats(store: ObjectStore, slug: str, table_id: str, *, version: int | None = None) -> TableStats:
@@ -59,7 +61,7 @@ def table_stats(store: ObjectStore, slug: str, table_id: str, *, version: int | 
         )
     return TableStats(
         file_count=len(files),
-        bytes=sum(int(f["size_bytes"]) for f in files),
+        bytes=sum(delta.row_int(f, "size_bytes") for f in files),
         row_count=rows,
         last_modified=_committed_at(store, prefix, loaded.version(), files),
         version=loaded.version(),
@@ -74,5 +76,5 @@ def _committed_at(
     info = store.head(f"{prefix}{COMMIT_FOLDER}{version:020d}.json")
     if info is not None:
         return info.last_modified
-    stamps = [int(f["modification_time"]) for f in files if f.get("modification_time") is not None]
+    stamps = [delta.row_int(f, "modification_time") for f in files if f.get("modification_time") is not None]
     return dt.datetime.fromtimestamp(max(stamps) / 1000, tz=dt.UTC) if stamps else None

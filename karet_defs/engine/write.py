@@ -1,6 +1,7 @@
 """Hive partition rules of a mapping's output (REFERENCE §3.4, SPEC §2.3): path segments and key checks."""
 
 import datetime as dt
+from collections.abc import Mapping
 
 import polars as pl
 
@@ -32,7 +33,7 @@ def partition_null_counts(schema: pl.Schema, table: AnalyticTable) -> list[pl.Ex
     return [pl.col(key).null_count().alias(f"{key}\x00nulls") for key in keys]
 
 
-def check_partition_keys(schema: pl.Schema, counts: dict[str, object], table: AnalyticTable) -> None:
+def check_partition_keys(schema: pl.Schema, counts: Mapping[str, int | None], table: AnalyticTable) -> None:
     """Every key is produced, has a partitionable type and no nulls (``counts`` of ``partition_null_counts``);
     else the mapping fails."""
     keys = table.partition_keys
