@@ -2,23 +2,38 @@
 
 An empty ``S3_BUCKET`` selects the embedded default, a local directory (``KARET_DATA_DIR``) with the same key
 layout as the bucket. ``KARET_DEPLOYMENT`` picks the Dagster instance (``karet_defs/instance/<name>.yaml``)
-and, with it, how the API starts runs. Nothing here is read at import time: call ``Settings()`` (or
-``get_settings()``).
+and, with it, how the API starts runs; ``require_instance_env`` and ``require_dagster_url`` refuse the
+deployments that lack what their processes need, naming the variables. Nothing here is read at import time:
+call ``Settings()`` (or ``get_settings()``).
 """
 
 import re
 import tempfile
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from limits import parse_many
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Dagster's own rule for asset owners (``dagster._core.definitions.utils.is_valid_owner``), checked here so a
 # bad value is refused with its setting's name rather than failing every pipeline's definitions.
 _OWNER = re.compile(r"team:.+|[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,7}")
+
+Deployment = Literal["embedded", "production", "distributed"]
+DEPLOYMENTS: tuple[Deployment, ...] = get_args(Deployment)
+# The variables each shipped instance reads when a Dagster process loads it, and the fields holding them.
+INSTANCE_ENV: dict[Deployment, dict[str, str]] = {
+    "embedded": {},
+    "production": {"KARET_POSTGRES_URL": "postgres_url", "KARET_COMPUTE_LOGS_BUCKET": "compute_logs_bucket"},
+    "distributed": {
+        "KARET_POSTGRES_URL": "postgres_url",
+        "KARET_COMPUTE_LOGS_BUCKET": "compute_logs_bucket",
+        "KARET_CELERY_BROKER_URL": "celery_broker_url",
+        "KARET_CELERY_BACKEND_URL": "celery_backend_url",
+    },
+}
 
 
 class Settings(BaseSettings):
@@ -67,7 +82,7 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("KARET_ORPHAN_AFTER_SECONDS", "orphan_after_seconds"),
         description="A run still running this long after its last event is shown failed (Karet's 10 min).",
     )
-    deployment: Literal["embedded", "production", "distributed"] = Field(
+    deployment: Deployment = Field(
         default="embedded",
         validation_alias=AliasChoices("KARET_DEPLOYMENT", "deployment"),
         description=(
@@ -76,6 +91,31 @@ class Settings(BaseSettings):
             "Outside `embedded` the API submits runs to the webserver at `KARET_DAGSTER_URL`, so Dagster's "
             "queue, per-pipeline limit and run launcher apply to them."
         ),
+    )
+    dagster_home: Path = Field(
+        default=Path(".dagster-home"),
+        validation_alias=AliasChoices("DAGSTER_HOME", "dagster_home"),
+        description="The Dagster instance's directory (`dagster.yaml`, SQLite storage), as Dagster reads it.",
+    )
+    postgres_url: SecretStr = Field(
+        default=SecretStr(""),
+        validation_alias=AliasChoices("KARET_POSTGRES_URL", "postgres_url"),
+        description="Run, event and schedule storage of the `production` and `distributed` instances.",
+    )
+    compute_logs_bucket: str = Field(
+        default="",
+        validation_alias=AliasChoices("KARET_COMPUTE_LOGS_BUCKET", "compute_logs_bucket"),
+        description="S3 bucket of the run logs of the `production` and `distributed` instances.",
+    )
+    celery_broker_url: SecretStr = Field(
+        default=SecretStr(""),
+        validation_alias=AliasChoices("KARET_CELERY_BROKER_URL", "celery_broker_url"),
+        description="Queue of the `distributed` instance's Celery run launcher.",
+    )
+    celery_backend_url: SecretStr = Field(
+        default=SecretStr(""),
+        validation_alias=AliasChoices("KARET_CELERY_BACKEND_URL", "celery_backend_url"),
+        description="Result store of the `distributed` instance's Celery run launcher (shared, not `rpc://`).",
     )
 
     table_versions: int = Field(
@@ -180,6 +220,12 @@ class Settings(BaseSettings):
             raise ValueError(f"KARET_DEFAULT_OWNER must be an email or `team:<name>`, not {value!r}")
         return value
 
+    @field_validator("dagster_home", mode="before")
+    @classmethod
+    def _default_dagster_home(cls, value: object) -> object:
+        # An empty DAGSTER_HOME means unset, as Dagster itself reads it, not the working directory.
+        return value or Path(".dagster-home")
+
     @field_validator(
         "rate_limit_login",
         "rate_limit_login_user",
@@ -191,6 +237,27 @@ class Settings(BaseSettings):
     def _rate_limits(cls, value: str) -> str:
         parse_many(value)  # a ValueError names the bad notation at startup, not on the first request
         return value
+
+    def require_instance_env(self) -> None:
+        """Refuse a deployment whose shipped Dagster instance reads variables that are not set.
+
+        A method rather than a validator: printing an instance, or one edited by hand, needs none of them.
+        """
+        missing = [
+            name for name, field in INSTANCE_ENV[self.deployment].items() if not _value(getattr(self, field))
+        ]
+        if missing:
+            raise ValueError(
+                f"KARET_DEPLOYMENT={self.deployment} needs these environment variables: {', '.join(missing)}"
+            )
+
+    def require_dagster_url(self) -> None:
+        """Refuse to serve the API of a deployment that queues runs without the webserver taking them."""
+        if self.queues_runs and not self.dagster_url:
+            raise ValueError(
+                f"KARET_DEPLOYMENT={self.deployment} submits runs to Dagster's queue: set KARET_DAGSTER_URL "
+                "to the Dagster webserver (e.g. http://dagster-webserver:80)"
+            )
 
     @property
     def uses_s3(self) -> bool:
@@ -209,6 +276,10 @@ class Settings(BaseSettings):
         if self.uses_s3:
             return Path(tempfile.gettempdir()) / "karet-locks" / self.s3_bucket
         return self.data_dir / ".karet-locks"
+
+
+def _value(setting: str | SecretStr) -> str:
+    return setting.get_secret_value() if isinstance(setting, SecretStr) else setting
 
 
 @lru_cache

@@ -19,7 +19,8 @@ import httpx
 import polars as pl
 import pytest
 
-from karet_api.cli import HOME_LOCK, main
+from karet_api.cli import main
+from karet_api.cli.supervisor import HOME_LOCK
 from karet_defs.orchestration.jobs import dagster_name
 from karet_defs.settings import Settings
 from karet_defs.store import keys
@@ -53,6 +54,13 @@ def test_validate_ok_and_invalid(tmp_path, capsys):
     bad.write_text('{"version": 1, "source_containers": []}')
     assert main(["validate", str(bad)]) == 1
     assert json.loads(capsys.readouterr().out)["error"] == "schema"
+
+
+def test_invalid_settings_end_a_command_with_their_message(tmp_path, monkeypatch):
+    monkeypatch.setenv("KARET_DEFAULT_OWNER", "nobody")
+
+    with pytest.raises(SystemExit, match="^invalid settings: KARET_DEFAULT_OWNER: .* must be an email"):
+        main(["migrate", "--data-dir", str(tmp_path)])
 
 
 def test_run_prints_the_summary_of_a_real_run(home, local_settings, local_stores, capsys, monkeypatch):

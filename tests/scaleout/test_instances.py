@@ -9,7 +9,9 @@ import yaml
 from dagster._config import process_config
 from dagster._core.instance.config import dagster_instance_config
 
-from karet_api.cli import REQUIRED_ENV, install_instance_yaml, instance_yaml, main
+from karet_api.cli import main
+from karet_api.cli.environment import install_instance_yaml, instance_yaml
+from karet_defs.settings import INSTANCE_ENV
 
 DEPLOYMENTS = ("embedded", "production", "distributed")
 FAKE_ENV = {
@@ -93,7 +95,7 @@ def test_production_and_distributed_read_their_services_from_the_environment(ins
         "backend": {"env": "KARET_CELERY_BACKEND_URL"},
     }
     named = {v["env"] for v in _env_references(distributed)}
-    assert named == set(REQUIRED_ENV["distributed"]) == set(FAKE_ENV)
+    assert named == set(INSTANCE_ENV["distributed"]) == set(FAKE_ENV)
 
 
 def _env_references(node: object) -> list[dict]:
