@@ -36,12 +36,8 @@ from bench.api_server import API_KEY, free_port
 from bench.measure import REPO, child_env
 from bench.stores import dagster_home, local_stores
 from karet_defs.catalog import read_pipeline
-from karet_defs.orchestration.sensors import (
-    SENSOR_INTERVAL_SECONDS,
-    WEBHOOK,
-    raw_files_watch,
-    write_coverage,
-)
+from karet_defs.orchestration.run_coverage import WEBHOOK, write_coverage
+from karet_defs.orchestration.sensors import SENSOR_INTERVAL_SECONDS, raw_files_watch
 from karet_defs.store.changes import ChangeCursor, list_watched
 from karet_defs.templates import install_template
 

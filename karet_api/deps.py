@@ -1,4 +1,6 @@
-"""Shared dependencies as ``Annotated`` aliases: settings, stores, the Dagster instance, worker auth."""
+"""Shared dependencies as ``Annotated`` aliases: settings, stores, the Dagster instance, the per-app state
+``create_app`` builds (auth, its rate limiter, automatic runs, the webhook's pipeline index), the caller and
+its address, worker auth."""
 
 import hmac
 from typing import Annotated
@@ -8,7 +10,11 @@ from fastapi import Depends, Request
 
 from karet_api.bearer import bearer_token
 from karet_api.services.accounts import identity
+from karet_api.services.accounts.ratelimit import Limiter, client_key
+from karet_api.services.auth.state import AuthState, auth_of
+from karet_api.services.autoruns import AutoRuns
 from karet_api.services.reload import DefinitionsReloader
+from karet_api.services.webhook import PipelineIndex
 from karet_defs.errors import Unauthorized
 from karet_defs.query.gate import QueryGate
 from karet_defs.settings import Settings
@@ -16,23 +22,42 @@ from karet_defs.store.base import Stores
 
 
 def get_app_settings(request: Request) -> Settings:
-    return request.app.state.settings
+    settings: Settings = request.app.state.settings
+    return settings
 
 
 def get_stores(request: Request) -> Stores:
-    return request.app.state.stores
+    stores: Stores = request.app.state.stores
+    return stores
 
 
 def get_instance(request: Request) -> dg.DagsterInstance:
-    return request.app.state.instance
+    instance: dg.DagsterInstance = request.app.state.instance
+    return instance
 
 
 def get_reloader(request: Request) -> DefinitionsReloader:
-    return request.app.state.reloader
+    reloader: DefinitionsReloader = request.app.state.reloader
+    return reloader
 
 
 def get_query_gate(request: Request) -> QueryGate:
-    return request.app.state.query_gate
+    gate: QueryGate = request.app.state.query_gate
+    return gate
+
+
+def get_auto_runs(request: Request) -> AutoRuns:
+    auto_runs: AutoRuns = request.app.state.auto_runs
+    return auto_runs
+
+
+def get_limiter(auth: Annotated[AuthState, Depends(auth_of)]) -> Limiter:
+    return auth.limiter
+
+
+def get_pipeline_index(request: Request) -> PipelineIndex:
+    index: PipelineIndex = request.app.state.pipeline_index
+    return index
 
 
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
@@ -40,6 +65,13 @@ ReloaderDep = Annotated[DefinitionsReloader, Depends(get_reloader)]
 StoreDep = Annotated[Stores, Depends(get_stores)]
 InstanceDep = Annotated[dg.DagsterInstance, Depends(get_instance)]
 QueryGateDep = Annotated[QueryGate, Depends(get_query_gate)]
+# ``auth_of`` also serves ``identity``, which identifies a request itself.
+AuthDep = Annotated[AuthState, Depends(auth_of)]
+LimiterDep = Annotated[Limiter, Depends(get_limiter)]
+# The caller's address as the rate limits and the audit log count it (the first ``X-Forwarded-For`` hop).
+ClientAddress = Annotated[str, Depends(client_key)]
+AutoRunsDep = Annotated[AutoRuns, Depends(get_auto_runs)]
+PipelineIndexDep = Annotated[PipelineIndex, Depends(get_pipeline_index)]
 
 
 def require_user(request: Request, settings: SettingsDep, stores: StoreDep) -> identity.Actor:

@@ -1,7 +1,8 @@
 """The one assembly point of the API: ``create_app`` wires settings, stores, instance, routers, errors."""
 
+import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 
 import dagster as dg
 from fastapi import Depends, FastAPI
@@ -36,8 +37,11 @@ from karet_api.routes import (
     worker,
     ws,
 )
+from karet_api.services.auth.state import AuthState
+from karet_api.services.autoruns import AutoRuns
 from karet_api.services.feed import close_feed
 from karet_api.services.reload import DefinitionsReloader
+from karet_api.services.webhook import PipelineIndex
 from karet_defs.orchestration.launch import resume_run, wait_for_background_runs
 from karet_defs.orchestration.liveness import fail_dead_runs, orphaned_not_started
 from karet_defs.query.gate import QueryGate
@@ -68,8 +72,13 @@ SHUTDOWN_GRACE_SECONDS = 60.0
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     await run_in_threadpool(_recover_runs, app.state.instance, app.state.settings)
+    auto_runs: AutoRuns = app.state.auto_runs
+    supervisor = auto_runs.start()
     yield
     await close_feed(app)  # ends the event streams, so the server is not held open by them
+    supervisor.cancel()  # runs in flight go on; follow-ups not yet started are left to the sensor
+    with suppress(asyncio.CancelledError):
+        await supervisor
     # Runs started by this process execute on its threads: let them finish rather than die mid-publish.
     await run_in_threadpool(wait_for_background_runs, SHUTDOWN_GRACE_SECONDS)
 
@@ -101,6 +110,9 @@ def create_app(settings: Settings | None = None, instance: dg.DagsterInstance | 
     app.state.instance = instance or dg.DagsterInstance.get()
     app.state.reloader = DefinitionsReloader(settings.dagster_url)
     app.state.query_gate = QueryGate(settings.query_concurrency, settings.query_wait_seconds)
+    app.state.auth = AuthState.build(settings)
+    app.state.pipeline_index = PipelineIndex(app.state.stores)
+    app.state.auto_runs = AutoRuns(app.state.instance, app.state.stores, settings)
     app.include_router(worker.router)
     app.include_router(auth.router)
     app.include_router(events.router)

@@ -15,8 +15,8 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute, iter_route_contexts
 
-from karet_api.deps import SettingsDep, StoreDep
-from karet_api.services.accounts import identity, ratelimit, visibility
+from karet_api.deps import ClientAddress, LimiterDep, SettingsDep, StoreDep
+from karet_api.services.accounts import identity, visibility
 from karet_api.services.accounts.identity import Actor
 from karet_api.services.accounts.users import Role
 from karet_defs.errors import Forbidden
@@ -64,10 +64,18 @@ def route_role(route: APIRoute) -> Role:
     declared = declared_role(route)
     if declared is not None:
         return declared
-    return Role.auditor if route.methods <= READ_METHODS else Role.engineer
+    # ``methods`` is None only on Starlette routes to endpoint classes; FastAPI's always name theirs.
+    reads_only = route.methods is not None and route.methods <= READ_METHODS
+    return Role.auditor if reads_only else Role.engineer
 
 
-def authorize(request: Request, actor: Annotated[Actor, Depends(current_actor)], stores: StoreDep) -> Actor:
+def authorize(
+    request: Request,
+    actor: Annotated[Actor, Depends(current_actor)],
+    stores: StoreDep,
+    limiter: LimiterDep,
+    client: ClientAddress,
+) -> Actor:
     """The guard of every protected router: pipeline visibility, role, and the write rate limit."""
     slug = request.path_params.get("slug")
     if isinstance(slug, str):
@@ -78,13 +86,13 @@ def authorize(request: Request, actor: Annotated[Actor, Depends(current_actor)],
     if isinstance(route, APIRoute) and declared_role(route) is None:
         require_role(role)(actor)
     if request.method not in READ_METHODS:
-        limiter, user = ratelimit.limiter(request.app), None if actor.service else actor.name
+        user = None if actor.service else actor.name
         # A POST an auditor may send changes nothing: it carries SQL or a document to check, so it counts
         # against the SQL limit, and a page re-querying its panels is not throttled as if it were editing.
         if role is Role.auditor:
-            limiter.hit_sql(request, user)
+            limiter.hit_sql(client, user)
         else:
-            limiter.hit_writes(request, user)
+            limiter.hit_writes(client, user)
     return actor
 
 
@@ -96,7 +104,7 @@ def document_roles(app: FastAPI, guarded: Iterable[APIRouter]) -> None:
         (method.lower(), context.path_format): _role_of(context.route, id(context.route) in protected)
         for context in iter_route_contexts(app.routes)
         if isinstance(context.route, APIRoute) and context.path_format
-        for method in context.route.methods
+        for method in context.route.methods or ()
     }
     generate = app.openapi
 

@@ -13,8 +13,8 @@ import polars as pl
 import pyarrow as pa
 from dagster._core.events import DagsterEvent, DagsterEventType
 
-from karet_api.services import auth
 from karet_api.services.accounts import tokens, users
+from karet_api.services.auth.secret import resolve_session_secret
 from karet_defs.engine import delta
 from karet_defs.engine.run import run_pipeline
 from karet_defs.engine.write import render_segment
@@ -192,27 +192,29 @@ def commit_frame(
 ) -> int:
     """Commit ``frame`` as the next version of a Delta table, the way the engine lays it out (one file per
     partition under percent-encoded Hive folders, partition columns only in the log); return the version."""
-    keys_ = partition_keys or []
+    partition_keys = partition_keys or []
     where = delta.location(stores.warehouse, slug, table_id)
     prefix = keys.table_prefix(slug, table_id)
     added = []
-    for values, part in _partition_groups(frame, keys_).items():
-        segments = [f"{k}={render_segment(v)}" for k, v in zip(keys_, values, strict=True)]
+    for values, part in _partition_groups(frame, partition_keys).items():
+        segments = [f"{k}={render_segment(v)}" for k, v in zip(partition_keys, values, strict=True)]
         relative = "/".join([*segments, delta.data_file_name("m", "raw/a.csv")])
         local = tmp / "commit" / relative
         local.parent.mkdir(parents=True, exist_ok=True)
         part.write_parquet(local)
         stores.warehouse.put_file(prefix + relative, local)
-        partition = {k: delta.partition_string(v) for k, v in zip(keys_, values, strict=True)}
+        partition = {k: delta.partition_string(v) for k, v in zip(partition_keys, values, strict=True)}
         added.append(delta.describe_file(local, relative, partition, "m", "raw/a.csv"))
     table_schema = frame.to_arrow().schema
-    ordered = [f for f in table_schema if f.name not in keys_] + [table_schema.field(k) for k in keys_]
+    ordered = [f for f in table_schema if f.name not in partition_keys] + [
+        table_schema.field(k) for k in partition_keys
+    ]
     return delta.commit(
         where,
         delta.open_table(where),
         delta.Commit(added=added, replace_all=replace),
         pa.schema(ordered),
-        keys_,
+        partition_keys,
         {},
     )
 
@@ -257,7 +259,7 @@ def make_user(client: Any, name: str, role: str, password: str = "user password"
 
 def token_pair_for(client: Any, name: str) -> Any:
     """A fresh token family of ``name`` (no password check, no rate limit): ``.access_token`` etc."""
-    key = tokens.signing_key(auth.resolve_session_secret(client.app.state.settings))
+    key = tokens.signing_key(resolve_session_secret(client.app.state.settings))
     return tokens.start(client.app.state.stores.pipelines, key, name)[1]
 
 

@@ -9,7 +9,7 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from karet_api.bodies import exceeds_limit, read_capped
-from karet_api.deps import InstanceDep, ReloaderDep, SettingsDep, StoreDep
+from karet_api.deps import AuthDep, InstanceDep, ReloaderDep, SettingsDep, StoreDep
 from karet_api.roles import Admin, Auditor
 from karet_api.routing import CappedJsonRoute
 from karet_api.schemas.accounts import (
@@ -24,7 +24,6 @@ from karet_api.schemas.accounts import (
     UserUpdate,
 )
 from karet_api.schemas.common import STORE_ERRORS, error_responses
-from karet_api.services import auth
 from karet_api.services.accounts import audit, instance as instance_archive, ratelimit, users
 from karet_api.services.accounts.users import Role
 from karet_defs.errors import ConfirmMismatch
@@ -183,6 +182,7 @@ def reset_instance(
     instance: InstanceDep,
     settings: SettingsDep,
     reloader: ReloaderDep,
+    auth: AuthDep,
     actor: Admin,
 ) -> ResetResult:
     """Delete every pipeline, object, user and run: the instance is back at needs-setup."""
@@ -191,7 +191,7 @@ def reset_instance(
             "`confirm` is not the instance's name (KARET_INSTANCE_NAME); nothing was deleted"
         )
     deleted = instance_archive.reset(stores, instance, settings)
-    auth.forget_secrets(request.app)
+    auth.keys.forget()
     reloader.request()
     _audit(request, stores, "reset", actor.name, deleted_objects=deleted)  # the new log's first line
     return ResetResult(deleted_objects=deleted)

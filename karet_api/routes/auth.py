@@ -2,12 +2,13 @@
 
 from fastapi import APIRouter, Depends, Request, Response
 
-from karet_api.deps import SettingsDep, StoreDep, require_user
+from karet_api.deps import AuthDep, ClientAddress, SettingsDep, StoreDep, require_user
 from karet_api.routing import CappedJsonRoute
 from karet_api.schemas.auth import PasswordBody, PasswordChange, SessionStatus, SetupStatus
 from karet_api.schemas.common import STORE_ERRORS, Ok, error_responses
-from karet_api.services import auth
-from karet_api.services.accounts import audit, identity, ratelimit, sessions
+from karet_api.services.accounts import audit, identity, sessions
+from karet_api.services.auth import admin, cookies
+from karet_api.services.auth.state import AuthState
 
 router = APIRouter(prefix="/api", tags=["auth"], route_class=CappedJsonRoute)
 
@@ -25,7 +26,7 @@ _THROTTLED = (
 )
 def setup_status(stores: StoreDep) -> SetupStatus:
     """Whether the admin password still has to be set."""
-    return SetupStatus(needs_setup=auth.needs_setup(stores.pipelines))
+    return SetupStatus(needs_setup=admin.needs_setup(stores.pipelines))
 
 
 @router.post(
@@ -40,15 +41,16 @@ def setup_status(stores: StoreDep) -> SetupStatus:
 def setup(
     request: Request,
     response: Response,
-    settings: SettingsDep,
+    auth: AuthDep,
     stores: StoreDep,
+    client: ClientAddress,
     body: PasswordBody | None = None,
 ) -> Ok:
     """Set the admin password once, and log in (sets the session cookie)."""
     password = body.password if body and body.password else ""
-    auth.create_admin(request, settings, stores.pipelines, password)
-    audit.record(stores.pipelines, "setup", actor=auth.ADMIN_USER, client=ratelimit.client_key(request))
-    auth.issue_session(request, settings, response)
+    admin.create_admin(auth.keys, stores.pipelines, password)
+    audit.record(stores.pipelines, "setup", actor=admin.ADMIN_USER, client=client)
+    _start_session(request, response, auth)
     return Ok()
 
 
@@ -65,20 +67,21 @@ def setup(
 def login(
     request: Request,
     response: Response,
-    settings: SettingsDep,
+    auth: AuthDep,
     stores: StoreDep,
+    client: ClientAddress,
     body: PasswordBody | None = None,
 ) -> Ok:
     """Log in with the admin password; sets the 7-day `karet_session` cookie."""
-    auth.login(request, settings, stores.pipelines, body.password if body else None)
-    auth.issue_session(request, settings, response)
+    admin.login(auth, stores.pipelines, client, body.password if body else None)
+    _start_session(request, response, auth)
     return Ok()
 
 
 @router.post("/auth/logout", response_model=Ok)
 def logout(request: Request, response: Response) -> Ok:
     """Drop the session cookie."""
-    auth.clear_session(request, response)
+    response.headers.append("set-cookie", cookies.expired_session_cookie(secure=_is_https(request)))
     return Ok()
 
 
@@ -91,7 +94,9 @@ def logout(request: Request, response: Response) -> Ok:
         **error_responses(_MISCONFIGURED),
     },
 )
-def me(request: Request, response: Response, settings: SettingsDep, stores: StoreDep) -> SessionStatus:
+def me(
+    request: Request, response: Response, settings: SettingsDep, auth: AuthDep, stores: StoreDep
+) -> SessionStatus:
     """Whether the request carries a valid session, access token or the API key; renews an access token
     that is near its end, so an open page stays signed in and an idle one does not."""
     actor = identity.resolve(request, settings, stores.pipelines)
@@ -101,11 +106,12 @@ def me(request: Request, response: Response, settings: SettingsDep, stores: Stor
     if actor.token is None:
         return SessionStatus(authenticated=True)
     status = SessionStatus(authenticated=True, user=actor.name, role=actor.role.name)
-    renewed = sessions.renew(request, settings, stores.pipelines, actor)
+    renewed = sessions.renew(auth.keys, stores.pipelines, actor)
     if renewed is not None:
         status.access_token, status.expires_in = renewed.access_token, renewed.expires_in
         if actor.token_from_cookie:
-            sessions.set_cookies(request, response, renewed)
+            for cookie in sessions.token_cookies(renewed, secure=_is_https(request)):
+                response.headers.append("set-cookie", cookie)
     return status
 
 
@@ -124,9 +130,22 @@ def me(request: Request, response: Response, settings: SettingsDep, stores: Stor
     ),
 )
 def change_password(
-    body: PasswordChange, request: Request, response: Response, settings: SettingsDep, stores: StoreDep
+    body: PasswordChange,
+    request: Request,
+    response: Response,
+    auth: AuthDep,
+    stores: StoreDep,
+    client: ClientAddress,
 ) -> Ok:
     """Change the admin password; re-issues the session cookie."""
-    auth.change_password(request, stores.pipelines, body.current_password, body.new_password)
-    auth.issue_session(request, settings, response)
+    admin.change_password(auth, stores.pipelines, client, body.current_password, body.new_password)
+    _start_session(request, response, auth)
     return Ok()
+
+
+def _start_session(request: Request, response: Response, auth: AuthState) -> None:
+    response.headers.append("set-cookie", cookies.session_cookie(auth.keys, secure=_is_https(request)))
+
+
+def _is_https(request: Request) -> bool:
+    return request.url.scheme == "https"

@@ -5,12 +5,13 @@ import io
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
+from karet_api.bearer import bearer_token
 from karet_api.bodies import read_capped
-from karet_api.deps import SettingsDep
+from karet_api.deps import AutoRunsDep, PipelineIndexDep, SettingsDep
 from karet_api.routing import CappedJsonRoute
 from karet_api.schemas.common import error_responses
 from karet_api.schemas.events import EventsReceived
-from karet_api.services import events
+from karet_api.services import webhook
 
 router = APIRouter(prefix="/api", tags=["events"], route_class=CappedJsonRoute)
 
@@ -28,14 +29,21 @@ router = APIRouter(prefix="/api", tags=["events"], route_class=CappedJsonRoute)
         "requestBody": {"content": {"application/json": {"schema": {"type": "object"}}}, "required": True}
     },
 )
-async def s3_events(request: Request, settings: SettingsDep) -> EventsReceived:
+async def s3_events(
+    request: Request, settings: SettingsDep, index: PipelineIndexDep, runs: AutoRunsDep
+) -> EventsReceived:
     """RustFS/MinIO/AWS `ObjectCreated` records: each pipeline reading a created key is scheduled once.
 
     The secret goes in `Authorization: Bearer`, `X-Webhook-Secret` or `?secret=`. Records of other
     buckets than the lake, keys outside every source prefix and keys under `clean/` are counted, not run.
     """
-    events.check_webhook_secret(request, settings)
+    presented = [
+        bearer_token(request),
+        request.headers.get("x-webhook-secret", ""),
+        request.query_params.get("secret", ""),
+    ]
+    webhook.check_secret(settings.webhook_secret, presented)
     body = io.BytesIO()
-    await read_capped(request, events.WEBHOOK_BODY_LIMIT, body)
-    records = events.parse_records(body.getvalue())
-    return await run_in_threadpool(events.handle_records, events.auto_runs(request.app), records)
+    await read_capped(request, webhook.WEBHOOK_BODY_LIMIT, body)
+    records = webhook.parse_records(body.getvalue())
+    return await run_in_threadpool(webhook.handle_records, records, index, runs)

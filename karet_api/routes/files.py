@@ -2,11 +2,11 @@
 
 from fastapi import APIRouter, Request
 
-from karet_api.deps import StoreDep
+from karet_api.deps import AutoRunsDep, StoreDep
 from karet_api.routing import CappedJsonRoute
 from karet_api.schemas.common import error_responses
 from karet_api.schemas.events import FileUploaded
-from karet_api.services import events, uploads
+from karet_api.services import uploads
 from karet_defs.slugs import sanitise_slug
 
 router = APIRouter(prefix="/api", tags=["files"], route_class=CappedJsonRoute)
@@ -25,8 +25,8 @@ router = APIRouter(prefix="/api", tags=["files"], route_class=CappedJsonRoute)
     ),
     openapi_extra={"requestBody": {"content": {"application/octet-stream": {}}, "required": True}},
 )
-async def upload_file(slug: str, path: str, request: Request, stores: StoreDep) -> FileUploaded:
+async def upload_file(
+    slug: str, path: str, request: Request, stores: StoreDep, runs: AutoRunsDep
+) -> FileUploaded:
     """Store the body at `pipelines/<slug>/<path>` and run the pipeline (debounced, trigger `webhook`)."""
-    return await uploads.receive_upload(
-        request, stores, events.auto_runs(request.app), sanitise_slug(slug), path
-    )
+    return await uploads.receive_upload(request, stores, runs, sanitise_slug(slug), path)

@@ -6,11 +6,12 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from karet_api.deps import SettingsDep, StoreDep
+from karet_api.deps import ClientAddress, LimiterDep, SettingsDep, StoreDep
 from karet_api.errors import status_for
 from karet_api.roles import authorize
-from karet_api.services import auth, pages
+from karet_api.services import pages
 from karet_api.services.accounts import identity
+from karet_api.services.auth.admin import needs_setup
 from karet_defs.dashboards.charts import panel_spec
 from karet_defs.dashboards.files import load_dashboard
 from karet_defs.errors import Forbidden, NotFound, Unprocessable
@@ -20,7 +21,15 @@ router = APIRouter(tags=["pages"], include_in_schema=False)
 
 
 @router.get("/p/{slug}/dashboards/{name}", response_class=HTMLResponse)
-def dashboard(slug: str, name: str, request: Request, settings: SettingsDep, stores: StoreDep) -> Response:
+def dashboard(
+    slug: str,
+    name: str,
+    request: Request,
+    settings: SettingsDep,
+    stores: StoreDep,
+    limiter: LimiterDep,
+    client: ClientAddress,
+) -> Response:
     """The dashboard as a page, guarded as the pipeline routes are (role, pipeline visibility); a browser
     that is not signed in is sent to the sign-in form instead of being answered JSON, and a dashboard that
     cannot be shown gets a notice saying why."""
@@ -28,7 +37,7 @@ def dashboard(slug: str, name: str, request: Request, settings: SettingsDep, sto
     if actor is None:
         return RedirectResponse(pages.login_redirect_url(request), status_code=302)
     try:
-        authorize(request, actor, stores)
+        authorize(request, actor, stores, limiter, client)
         slug = sanitise_slug(slug)
         found = load_dashboard(stores, slug, name)
     except (Forbidden, NotFound, Unprocessable) as exc:  # said to the person; store failures go on
@@ -41,7 +50,7 @@ def dashboard(slug: str, name: str, request: Request, settings: SettingsDep, sto
 def login(stores: StoreDep, next_path: Annotated[str | None, Query(alias="next")] = None) -> HTMLResponse:
     """The sign-in form (the admin password form while none is set); it then opens `next`, a local path."""
     return pages.html_response(
-        pages.login_page(pages.safe_next(next_path), needs_setup=auth.needs_setup(stores.pipelines))
+        pages.login_page(pages.safe_next(next_path), needs_setup=needs_setup(stores.pipelines))
     )
 
 

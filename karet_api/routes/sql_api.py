@@ -7,8 +7,8 @@ parsing raise into it through ``kalam_error_response``.
 """
 
 import time
-from collections.abc import Awaitable, Callable
-from typing import Annotated
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.exceptions import RequestValidationError
@@ -16,11 +16,11 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
 from karet_api.bearer import bearer_token
-from karet_api.deps import QueryGateDep, SettingsDep, StoreDep
+from karet_api.deps import ClientAddress, LimiterDep, QueryGateDep, SettingsDep, StoreDep
 from karet_api.errors import kalam_error_response
 from karet_api.routing import CappedJsonRoute
 from karet_api.schemas.query import SqlColumn, SqlErrorResponse, SqlRequest, SqlResponse, SqlResult
-from karet_api.services.accounts import identity, ratelimit, visibility
+from karet_api.services.accounts import identity, visibility
 from karet_api.services.accounts.identity import Actor
 from karet_defs.errors import BadRequest, KaretError, PayloadTooLarge, PipelineNotFound, Unauthorized
 from karet_defs.query.engine import QueryLimits, check_sql, namespace_slug, run_query
@@ -53,7 +53,7 @@ class KalamRoute(CappedJsonRoute):
 
     kalam_codes: dict[type[KaretError], tuple[int, str]] | None = None  # a family's own codes, if any
 
-    def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
         codes = self.kalam_codes
 
@@ -119,16 +119,17 @@ router = APIRouter(prefix="/v1/api", tags=["sql (KalamDB)"], route_class=KalamRo
 )
 def sql(
     body: SqlRequest,
-    request: Request,
     stores: StoreDep,
     settings: SettingsDep,
     actor: BearerActor,
     caller: Caller,
     gate: QueryGateDep,
+    limiter: LimiterDep,
+    client: ClientAddress,
 ) -> SqlResponse:
     """Run one SELECT with `$1…$n` bound from `params`, over the tables of the namespace it names."""
     started = time.perf_counter()
-    ratelimit.limiter(request.app).hit_sql(request, None if actor.service else actor.name)
+    limiter.hit_sql(client, None if actor.service else actor.name)
     text = check_sql(body.sql)
     slug = namespace_slug(text, body.namespace_id)
     if slug is not None and not visibility.can_see(stores, actor, slug):

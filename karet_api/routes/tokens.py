@@ -4,12 +4,16 @@ Every refusal is in KalamDB's envelope (``KalamRoute``); a rate limit is ``RATE_
 ``Retry-After``. Setup and status answer only on localhost unless ``KARET_ALLOW_REMOTE_SETUP=true``.
 """
 
+import ipaddress
+from typing import cast
+
 from fastapi import APIRouter, Request, Response
 
-from karet_api.deps import SettingsDep, StoreDep
+from karet_api.deps import AuthDep, ClientAddress, SettingsDep, StoreDep
 from karet_api.routes.sql_api import BearerActor, KalamRoute
 from karet_api.schemas.accounts import (
     LogoutResponse,
+    RoleName,
     SetupRequest,
     SetupResponse,
     SetupStatusV1,
@@ -17,11 +21,14 @@ from karet_api.schemas.accounts import (
     TokenResponse,
     UserProfile,
 )
+from karet_api.schemas.common import Responses
 from karet_api.schemas.query import SqlErrorResponse
-from karet_api.services import auth
 from karet_api.services.accounts import sessions
+from karet_api.services.accounts.identity import ACCESS_COOKIE, REFRESH_COOKIE, presented_token
 from karet_api.services.accounts.users import User, load_user
-from karet_defs.errors import BadRequest, Conflict, Unprocessable
+from karet_api.services.auth.admin import needs_setup
+from karet_defs.errors import BadRequest, Conflict, LocalhostOnly, Unprocessable
+from karet_defs.settings import Settings
 
 
 class AuthRoute(KalamRoute):
@@ -35,7 +42,7 @@ class AuthRoute(KalamRoute):
 router = APIRouter(prefix="/v1/api/auth", tags=["auth (KalamDB)"], route_class=AuthRoute)
 
 
-def _refusals(*pairs: tuple[int, str]) -> dict[int | str, dict[str, object]]:
+def _refusals(*pairs: tuple[int, str]) -> Responses:
     return {status: {"model": SqlErrorResponse, "description": text} for status, text in pairs}
 
 
@@ -43,6 +50,7 @@ _LIMITED = (429, "RATE_LIMIT_EXCEEDED: too many attempts (see Retry-After)")
 _TOO_LARGE = (413, "PAYLOAD_TOO_LARGE: body over 1 MiB")
 _BODY = ((400, "BAD_REQUEST: the body is not JSON of this shape"), _TOO_LARGE)
 _LOCAL = (403, "PERMISSION_DENIED: not from localhost (`KARET_ALLOW_REMOTE_SETUP` is off)")
+_LOOPBACK = (ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1"))
 
 
 @router.post(
@@ -53,11 +61,16 @@ _LOCAL = (403, "PERMISSION_DENIED: not from localhost (`KARET_ALLOW_REMOTE_SETUP
     ),
 )
 def login(
-    body: TokenLogin, request: Request, response: Response, settings: SettingsDep, stores: StoreDep
+    body: TokenLogin,
+    request: Request,
+    response: Response,
+    auth: AuthDep,
+    stores: StoreDep,
+    client: ClientAddress,
 ) -> TokenResponse:
     """Sign in: the profile, an access token (15 min) and a refresh token (7 days); sets the cookies."""
-    signed_in = sessions.login(request, settings, stores.pipelines, body.user, body.password)
-    sessions.set_cookies(request, response, signed_in.pair)
+    signed_in = sessions.login(auth, stores.pipelines, client, body.user, body.password)
+    _set_cookies(response, sessions.token_cookies(signed_in.pair, secure=_is_https(request)))
     return _answer(signed_in)
 
 
@@ -69,18 +82,30 @@ def login(
         _LIMITED,
     ),
 )
-def refresh(request: Request, response: Response, settings: SettingsDep, stores: StoreDep) -> TokenResponse:
+def refresh(
+    request: Request, response: Response, auth: AuthDep, stores: StoreDep, client: ClientAddress
+) -> TokenResponse:
     """Rotate the pair of the refresh token (bearer, else the `karet_refresh` cookie)."""
-    signed_in = sessions.refresh(request, settings, stores.pipelines)
-    sessions.set_cookies(request, response, signed_in.pair)
+    token = presented_token(request) or request.cookies.get(REFRESH_COOKIE, "")
+    signed_in = sessions.refresh(auth, stores.pipelines, client, token)
+    _set_cookies(response, sessions.token_cookies(signed_in.pair, secure=_is_https(request)))
     return _answer(signed_in)
 
 
 @router.post("/logout", response_model=LogoutResponse)
-def logout(request: Request, response: Response, settings: SettingsDep, stores: StoreDep) -> LogoutResponse:
+def logout(
+    request: Request, response: Response, auth: AuthDep, stores: StoreDep, client: ClientAddress
+) -> LogoutResponse:
     """Revoke the presented token's family and clear the cookies."""
-    sessions.logout(request, settings, stores.pipelines)
-    sessions.clear_cookies(request, response)
+    sessions.logout(
+        auth.keys,
+        stores.pipelines,
+        client,
+        bearer=presented_token(request),
+        access_cookie=request.cookies.get(ACCESS_COOKIE, ""),
+        refresh_cookie=request.cookies.get(REFRESH_COOKIE, ""),
+    )
+    _set_cookies(response, sessions.cleared_cookies(secure=_is_https(request)))
     return LogoutResponse()
 
 
@@ -89,7 +114,8 @@ def me(actor: BearerActor, stores: StoreDep) -> UserProfile:
     """The signed-in user's profile (the API key is the service `api`, an admin)."""
     user = load_user(stores.pipelines, actor.name)
     if user is None:
-        return UserProfile(user=actor.name, role=actor.role.name, created_at="")
+        # ``Role``'s member names are exactly the ``RoleName`` literals.
+        return UserProfile(user=actor.name, role=cast(RoleName, actor.role.name), created_at="")
     return UserProfile.model_validate(user.profile())
 
 
@@ -103,13 +129,20 @@ def me(actor: BearerActor, stores: StoreDep) -> UserProfile:
         (409, "CONFLICT: already_initialized"),
     ),
 )
-def setup(body: SetupRequest, request: Request, settings: SettingsDep, stores: StoreDep) -> SetupResponse:
+def setup(
+    body: SetupRequest,
+    request: Request,
+    settings: SettingsDep,
+    auth: AuthDep,
+    stores: StoreDep,
+    client: ClientAddress,
+) -> SetupResponse:
     """First bootstrap only: set the admin's password and create the given administrator; no login."""
-    sessions.ensure_local(request, settings)
+    _ensure_local(request, settings)
     user = sessions.setup(
-        request,
-        settings,
+        auth.keys,
         stores.pipelines,
+        client,
         name=body.user,
         password=body.password,
         root_password=body.root_password,
@@ -121,8 +154,8 @@ def setup(body: SetupRequest, request: Request, settings: SettingsDep, stores: S
 @router.get("/status", response_model=SetupStatusV1, responses=_refusals(_LOCAL))
 def status(request: Request, settings: SettingsDep, stores: StoreDep) -> SetupStatusV1:
     """Whether the instance still needs its initial setup."""
-    sessions.ensure_local(request, settings)
-    if auth.needs_setup(stores.pipelines):
+    _ensure_local(request, settings)
+    if needs_setup(stores.pipelines):
         return SetupStatusV1(
             needs_setup=True, message="Server requires initial setup: POST /v1/api/auth/setup."
         )
@@ -137,3 +170,29 @@ def _answer(signed_in: sessions.SignedIn) -> TokenResponse:
         refresh_token=signed_in.pair.refresh_token,
         expires_in=signed_in.pair.expires_in,
     )
+
+
+def _set_cookies(response: Response, cookies: list[str]) -> None:
+    for cookie in cookies:
+        response.headers.append("set-cookie", cookie)
+
+
+def _is_https(request: Request) -> bool:
+    return request.url.scheme == "https"
+
+
+def _is_local(request: Request) -> bool:
+    """Whether the request comes from this host itself: a loopback peer, not relayed by a proxy."""
+    if "x-forwarded-for" in request.headers or "forwarded" in request.headers:
+        return False
+    host = request.client.host if request.client else ""
+    try:
+        return ipaddress.ip_address(host) in _LOOPBACK
+    except ValueError:
+        return host == "localhost"
+
+
+def _ensure_local(request: Request, settings: Settings) -> None:
+    """Refuse (403) a setup or status request from another host, unless remote setup is allowed."""
+    if not (settings.allow_remote_setup or _is_local(request)):
+        raise LocalhostOnly("setup and status answer only on localhost")

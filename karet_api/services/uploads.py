@@ -21,7 +21,7 @@ from starlette.concurrency import run_in_threadpool
 
 from karet_api.bodies import read_capped
 from karet_api.schemas.events import FileUploaded
-from karet_api.services.events import AutoRuns
+from karet_api.services.autoruns import AutoRuns
 from karet_defs.catalog import read_pipeline
 from karet_defs.config.models import Pipeline, SourceContainer
 from karet_defs.engine.read import SOURCE_EXTENSIONS, FileReadError, csv_header

@@ -1,4 +1,4 @@
-"""The raw-files sensor of a pipeline, and the coverage records it shares with the S3 event webhook.
+"""The raw-files sensor of a pipeline.
 
 A tick lists the pipeline's source prefixes (baked in when the code location loads: no per-tick GET of
 ``pipeline.json``), compares them with its ``ChangeCursor`` (``karet_defs.store.changes``) and asks for at
@@ -6,17 +6,11 @@ most one run for the whole batch, ``run_key`` = digest of the batch's (key, ETag
 cursor (a new pipeline) every existing file is new: they run once, on the first tick (pitfall 7); the
 cursor lives in Dagster's instance, so a restart of the daemon re-runs nothing.
 
-One run per file version: every run lists and reads *all* files under the prefixes, so a version is covered
-by any run started after it became visible. Both triggers record what they covered in Dagster's key-value
-store (``karet/coverage/<webhook|sensor>/<slug>``, each a ``ChangeCursor``, bounded the same way): the
-webhook when the run it starts is created, the sensor when it asks for one. A tick drops versions the
-webhook covered; the webhook drops events for versions either trigger covered (redeliveries, late events,
-an API restart). The sensor ignores its *own* record on purpose: if the daemon dies between a tick and the
-launch, the unchanged cursor makes the next tick ask again. A tick also waits (keeping its cursor) while a
-run of the pipeline is queued or running, or ended less than ``RUN_END_GRACE_SECONDS`` ago: the webhook's
-follow-up run is created the moment the current one ends, and its claims land just after. Records are
-read-modify-written without a cross-process lock: a lost update only drops a claim, which can cost one
-extra run, never a missed file.
+A tick drops versions the webhook covered (the coverage records of ``karet_defs.orchestration.run_coverage``).
+It ignores its *own* record on purpose: if the daemon dies between a tick and the launch, the unchanged cursor
+makes the next tick ask again. A tick also waits (keeping its cursor) while a run of the pipeline is queued or
+running, or ended less than ``RUN_END_GRACE_SECONDS`` ago: the webhook's follow-up run is created the moment
+the current one ends, and its claims land just after.
 
 A tick also observes each source's raw-files asset (file count, bytes, newest file) when what it listed
 under that source differs from the last tick, so lineage shows when raw files last changed. The summaries'
@@ -26,7 +20,6 @@ digests ride in the tick's cursor beside the change cursor; an unchanged listing
 import hashlib
 import json
 import threading
-import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -36,9 +29,16 @@ from karet_defs.config.models import FileRows, Pipeline
 from karet_defs.engine.dimensions import DIMENSION_EXTENSIONS
 from karet_defs.engine.read import SOURCE_EXTENSIONS
 from karet_defs.orchestration.assets import source_key
-from karet_defs.orchestration.jobs import TAG_PIPELINE, dagster_name, run_tags
-from karet_defs.orchestration.liveness import dead_process, fail_dead_runs
+from karet_defs.orchestration.jobs import dagster_name, run_tags
 from karet_defs.orchestration.resources import StoreResource
+from karet_defs.orchestration.run_coverage import (
+    SENSOR,
+    WEBHOOK,
+    active_run,
+    ended_within,
+    read_coverage,
+    write_coverage,
+)
 from karet_defs.settings import Settings
 from karet_defs.store.base import ObjectInfo, Stores
 from karet_defs.store.changes import (
@@ -59,16 +59,6 @@ from karet_defs.store.s3 import S3Store
 # 9.1 % at 180 s (`python -m bench.idle`).
 SENSOR_INTERVAL_SECONDS = 180
 RUN_END_GRACE_SECONDS = 10.0
-WEBHOOK = "webhook"
-SENSOR = "sensor"
-_ACTIVE_STATUSES = [
-    dg.DagsterRunStatus.QUEUED,
-    dg.DagsterRunStatus.NOT_STARTED,
-    dg.DagsterRunStatus.STARTING,
-    dg.DagsterRunStatus.STARTED,
-    dg.DagsterRunStatus.CANCELING,
-]
-_FINISHED_STATUSES = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]
 
 
 def sensor_name(slug: str) -> str:
@@ -79,7 +69,7 @@ def raw_files_watch(pipeline: Pipeline, slug: str) -> Watch:
     """The pipeline's source prefixes and the extensions its engine reads there, and the prefixes of its
     file-backed dimensions: a changed dimension CSV changes the rows of the tables using it."""
     sources = [(s.resolved_prefix(slug), SOURCE_EXTENSIONS[s.format]) for s in pipeline.source_containers]
-    dimensions = [
+    dimensions: list[tuple[str, tuple[str, ...]]] = [
         (d.rows.resolved_prefix(slug), DIMENSION_EXTENSIONS)
         for d in pipeline.dimensions
         if isinstance(d.rows, FileRows)
@@ -215,75 +205,6 @@ def _tick_cursor(changes: ChangeCursor, digests: dict[str, str]) -> str:
 
 def _listed_digests(cursor: str | None) -> dict[str, str]:
     return dict(json.loads(cursor).get("listed", {})) if cursor else {}
-
-
-def coverage_key(trigger: str, slug: str) -> str:
-    return f"karet/coverage/{trigger}/{slug}"
-
-
-def read_coverage(instance: dg.DagsterInstance, trigger: str, slug: str) -> ChangeCursor:
-    """The versions runs started by ``trigger`` have covered."""
-    key = coverage_key(trigger, slug)
-    return ChangeCursor.from_json(instance.daemon_cursor_storage.get_cursor_values({key}).get(key))
-
-
-def write_coverage(instance: dg.DagsterInstance, trigger: str, slug: str, cursor: ChangeCursor) -> None:
-    instance.daemon_cursor_storage.set_cursor_values({coverage_key(trigger, slug): cursor.to_json()})
-
-
-_claim_lock = threading.Lock()
-
-
-def claim_for_webhook(instance: dg.DagsterInstance, slug: str, claim: ChangeCursor) -> None:
-    """Record that a webhook run, just created, covers these versions (and every older visible one)."""
-    if claim.hwm is None:
-        return
-    with _claim_lock:
-        write_coverage(instance, WEBHOOK, slug, read_coverage(instance, WEBHOOK, slug).merge(claim))
-
-
-def active_run(instance: dg.DagsterInstance, slug: str, *, stale_after: float) -> str | None:
-    """The id of a queued or running run of the pipeline, ignoring runs silent for over ``stale_after`` s
-    (runs whose process died are failed first)."""
-    fail_dead_runs(instance, slug)
-    records = instance.get_run_records(
-        dg.RunsFilter(tags={TAG_PIPELINE: slug}, statuses=_ACTIVE_STATUSES), limit=5
-    )
-    return next((r.dagster_run.run_id for r in records if _is_active(instance, r, stale_after)), None)
-
-
-def run_is_active(instance: dg.DagsterInstance, run_id: str, *, stale_after: float) -> bool:
-    """Whether one run is still queued or running (and not silent for over ``stale_after`` s)."""
-    records = instance.get_run_records(dg.RunsFilter(run_ids=[run_id]), limit=1)
-    return bool(records) and _is_active(instance, records[0], stale_after)
-
-
-def _is_active(instance: dg.DagsterInstance, record: dg.RunRecord, stale_after: float) -> bool:
-    # A run whose process died keeps its status forever: after ``stale_after`` s of silence (the orphan
-    # rule of the job history) it no longer holds the pipeline. A queued run is legitimately silent.
-    status = record.dagster_run.status
-    if status not in _ACTIVE_STATUSES or dead_process(record.dagster_run) is not None:
-        return False
-    return status == dg.DagsterRunStatus.QUEUED or _silent_for(instance, record) <= stale_after
-
-
-def ended_within(instance: dg.DagsterInstance, slug: str, seconds: float) -> bool:
-    """Whether the pipeline's newest finished run ended less than ``seconds`` ago."""
-    if seconds <= 0:
-        return False
-    records = instance.get_run_records(
-        dg.RunsFilter(tags={TAG_PIPELINE: slug}, statuses=_FINISHED_STATUSES), limit=1
-    )
-    if not records:
-        return False
-    ended = records[0].end_time or records[0].update_timestamp.timestamp()
-    return time.time() - ended < seconds
-
-
-def _silent_for(instance: dg.DagsterInstance, record: dg.RunRecord) -> float:
-    events = instance.get_records_for_run(record.dagster_run.run_id, ascending=False, limit=1).records
-    last = events[0].timestamp if events else record.update_timestamp.timestamp()
-    return time.time() - last
 
 
 # Ticks reuse stores (and their boto3 client): building a client costs more CPU than an idle tick.

@@ -1,13 +1,14 @@
 """Which raw files are new or changed since a cursor: pure functions over ``ObjectStore`` listings.
 
-A ``ChangeCursor`` is a high-water mark (``hwm``, the newest ``last_modified`` seen), a ``cutoff`` and the
-exact version (``<etag>@<whole seconds>``) of every object modified after the cutoff. An object modified at
-or before the cutoff counts as seen; a later one is new unless the window holds its exact version. The
-cutoff trails the high-water mark by ``SETTLE_SECONDS`` because S3 stamps ``LastModified`` when an upload
-*starts*: a slow upload becomes visible after quicker, later ones, with an older stamp. Consequences:
+A ``ChangeCursor`` is a high-water mark (``newest_stamp``, the newest ``last_modified`` seen), a
+``cutoff`` and the exact version (``<etag>@<whole seconds>``) of every object modified after the cutoff. An
+object modified at or before the cutoff counts as seen; a later one is new unless the window holds its exact
+version. The cutoff trails the high-water mark by ``SETTLE_SECONDS`` because S3 stamps ``LastModified`` when
+an upload *starts*: a slow upload becomes visible after quicker, later ones, with an older stamp.
+Consequences:
 
 - many files stamped in the same second are told apart by key, so one landing after a tick in that same
-  second is still new (a strict ``last_modified > hwm`` test misses it);
+  second is still new (a strict ``last_modified > newest_stamp`` test misses it);
 - a changed file (same key, new body) has a new ETag and stamp: new; a deleted file drops out of the next
   window; deleted and re-created, it has a new stamp: new;
 - the cursor holds only the uploads of the last settle window, capped at ``MAX_WINDOW`` entries (the cutoff
@@ -56,7 +57,7 @@ def _seconds_of(version: str) -> int:
 class ChangeCursor:
     """What a watcher has seen: everything stamped at or before ``cutoff``, plus the exact ``window``."""
 
-    hwm: float | None = None
+    newest_stamp: float | None = None
     cutoff: float | None = None
     window: dict[str, str] = field(default_factory=dict)
 
@@ -68,32 +69,37 @@ class ChangeCursor:
 
     def advance(self, infos: Iterable[ObjectInfo], *, settle: float = SETTLE_SECONDS) -> "ChangeCursor":
         """This cursor plus the given versions (a coverage record grows this way)."""
-        hwm = self.hwm
+        newest = self.newest_stamp
         window = dict(self.window)
         for info in infos:
             stamp = info.last_modified.timestamp()
-            hwm = stamp if hwm is None else max(hwm, stamp)
+            newest = stamp if newest is None else max(newest, stamp)
             window[info.key] = version_of(info)
-        return _settled(hwm, self.cutoff, window, settle=settle, max_window=MAX_WINDOW)
+        return _bounded_cursor(newest, self.cutoff, window, settle=settle, max_window=MAX_WINDOW)
 
     def merge(self, other: "ChangeCursor", *, settle: float = SETTLE_SECONDS) -> "ChangeCursor":
         """A record covering what either covers (a key seen in both keeps its newer version)."""
-        if other.hwm is None:
+        if other.newest_stamp is None:
             return self
-        if self.hwm is None:
+        if self.newest_stamp is None:
             return other
         window = dict(self.window)
         for key, version in other.window.items():
             if key not in window or _seconds_of(version) >= _seconds_of(window[key]):
                 window[key] = version
         cutoffs = [c for c in (self.cutoff, other.cutoff) if c is not None]
-        return _settled(
-            max(self.hwm, other.hwm), max(cutoffs, default=None), window, settle=settle, max_window=MAX_WINDOW
+        return _bounded_cursor(
+            max(self.newest_stamp, other.newest_stamp),
+            max(cutoffs, default=None),
+            window,
+            settle=settle,
+            max_window=MAX_WINDOW,
         )
 
     def to_json(self) -> str:
+        # The field keeps its first name, ``hwm``: cursors already stored in Dagster's instance carry it.
         return json.dumps(
-            {"v": _CURSOR_VERSION, "hwm": self.hwm, "cutoff": self.cutoff, "window": self.window},
+            {"v": _CURSOR_VERSION, "hwm": self.newest_stamp, "cutoff": self.cutoff, "window": self.window},
             separators=(",", ":"),
             sort_keys=True,
         )
@@ -106,7 +112,7 @@ class ChangeCursor:
         data = json.loads(text)
         if not isinstance(data, dict) or data.get("v") != _CURSOR_VERSION:
             raise ValueError(f"not a change cursor of version {_CURSOR_VERSION}: {text[:80]!r}")
-        return cls(hwm=data["hwm"], cutoff=data["cutoff"], window=dict(data["window"]))
+        return cls(newest_stamp=data["hwm"], cutoff=data["cutoff"], window=dict(data["window"]))
 
 
 @dataclass(frozen=True)
@@ -126,30 +132,31 @@ def detect_changes(
 ) -> Changes:
     """Stream a full listing once: the versions ``cursor`` has not seen, and the cursor that has seen all."""
     changed: list[ObjectInfo] = []
-    hwm = cursor.hwm
+    newest = cursor.newest_stamp
     floor = cursor.cutoff if cursor.cutoff is not None else -math.inf
     recent: dict[str, tuple[float, str]] = {}
     for info in objects:
         if not cursor.covers(info):
             changed.append(info)
         stamp = info.last_modified.timestamp()
-        hwm = stamp if hwm is None else max(hwm, stamp)
+        newest = stamp if newest is None else max(newest, stamp)
         if stamp > floor:
             recent[info.key] = (stamp, version_of(info))
             if len(recent) > 2 * max_window + 1024:
-                # A first tick over a large prefix: the final cutoff is at least hwm - settle, drop what
-                # falls below it already so memory stays bounded too.
-                floor = max(floor, hwm - settle)
+                # A first tick over a large prefix: the final cutoff is at least newest - settle, drop
+                # what falls below it already so memory stays bounded too.
+                floor = max(floor, newest - settle)
                 recent = {k: v for k, v in recent.items() if v[0] > floor}
     window = {key: version for key, (stamp, version) in recent.items()}
     stamps = {key: stamp for key, (stamp, _) in recent.items()}
-    return Changes(
-        changed, _settled(hwm, cursor.cutoff, window, settle=settle, max_window=max_window, stamps=stamps)
+    bounded = _bounded_cursor(
+        newest, cursor.cutoff, window, settle=settle, max_window=max_window, stamps=stamps
     )
+    return Changes(changed, bounded)
 
 
-def _settled(
-    hwm: float | None,
+def _bounded_cursor(
+    newest_stamp: float | None,
     cutoff: float | None,
     window: dict[str, str],
     *,
@@ -157,20 +164,22 @@ def _settled(
     max_window: int,
     stamps: dict[str, float] | None = None,
 ) -> ChangeCursor:
-    if hwm is None:
+    # The cutoff trails the newest stamp by ``settle`` and the window keeps only what lies after it, at most
+    # ``max_window`` entries: what keeps a cursor small however many objects it has seen.
+    if newest_stamp is None:
         return ChangeCursor(None, cutoff, {})
 
     def stamp(key: str) -> float:
         # Whole seconds are all a stored entry keeps; +1 makes "at or before the cutoff" certain, never hoped.
         return stamps[key] if stamps is not None else _seconds_of(window[key]) + 1
 
-    new_cutoff = hwm - settle if cutoff is None else max(cutoff, hwm - settle)
+    new_cutoff = newest_stamp - settle if cutoff is None else max(cutoff, newest_stamp - settle)
     kept = {key: version for key, version in window.items() if stamp(key) > new_cutoff}
     if len(kept) > max_window:
         newest_first = sorted((stamp(key) for key in kept), reverse=True)
         new_cutoff = newest_first[max_window]
         kept = {key: version for key, version in kept.items() if stamp(key) > new_cutoff}
-    return ChangeCursor(hwm, new_cutoff, kept)
+    return ChangeCursor(newest_stamp, new_cutoff, kept)
 
 
 @dataclass(frozen=True)

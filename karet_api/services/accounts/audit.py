@@ -63,13 +63,14 @@ def read(
         document = read_json_record(store, key)
         if not document or (event and document.get("event") != event):
             continue
+        details = document.get("details")
         found.append(
             AuditEvent(
                 at=str(document.get("at", "")),
                 event=str(document.get("event", "")),
                 actor=str(document.get("actor", "")),
                 client=str(document.get("client", "")),
-                details=document.get("details") if isinstance(document.get("details"), dict) else {},
+                details=details if isinstance(details, dict) else {},
             )
         )
         if len(found) >= limit:

@@ -6,14 +6,18 @@ an admin), an access token in ``Authorization: Bearer`` or the ``karet_token`` c
 change or a disabled account takes effect at once rather than when the token expires.
 """
 
-import threading
+import hmac
 from dataclasses import dataclass
 
 from fastapi import Request
 
-from karet_api.services import auth
+from karet_api.bearer import bearer_token
 from karet_api.services.accounts import tokens
-from karet_api.services.accounts.users import ADMIN_USER, Role, load_user
+from karet_api.services.accounts.users import Role, load_user
+from karet_api.services.auth import cookies
+from karet_api.services.auth.admin import ADMIN_USER
+from karet_api.services.auth.secret import SigningKeys
+from karet_api.services.auth.state import auth_of
 from karet_defs.errors import Unauthorized
 from karet_defs.settings import Settings
 from karet_defs.store.base import ObjectStore
@@ -21,7 +25,6 @@ from karet_defs.store.base import ObjectStore
 ACCESS_COOKIE = "karet_token"
 REFRESH_COOKIE = "karet_refresh"
 SERVICE_USER = "api"
-_key_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -33,29 +36,38 @@ class Actor:
     token_from_cookie: bool = False
 
 
-def jwt_key(request: Request, settings: Settings) -> bytes:
-    """The app's token signing key, derived once from the session secret."""
-    key: bytes | None = getattr(request.app.state, "karet_jwt_key", None)
-    if key is None:
-        with _key_lock:
-            key = getattr(request.app.state, "karet_jwt_key", None)
-            if key is None:
-                key = tokens.signing_key(auth.resolve_session_secret(settings))
-                request.app.state.karet_jwt_key = key
-    return key
+def presented_api_key(request: Request) -> str:
+    """The key in ``X-API-Key`` or ``Authorization: Bearer``, if any."""
+    header = request.headers.get("x-api-key")
+    if header:
+        return header
+    return bearer_token(request)
+
+
+def presented_token(request: Request) -> str:
+    """The token a request presents with an ``Authorization`` header; empty without one."""
+    return presented_api_key(request) if "authorization" in request.headers else ""
+
+
+def api_key_matches(request: Request, settings: Settings) -> bool:
+    """Whether the request presents the configured API key (compared in constant time)."""
+    expected = settings.api_key
+    presented = presented_api_key(request)
+    return bool(expected and presented) and hmac.compare_digest(presented.encode(), expected.encode())
 
 
 def resolve(request: Request, settings: Settings, store: ObjectStore) -> Actor | None:
     """The caller, or None when nothing valid identifies one."""
-    if auth.api_key_matches(request, settings):
+    if api_key_matches(request, settings):
         return Actor(SERVICE_USER, Role.admin, service=True)
-    bearer = auth.presented_api_key(request) if "authorization" in request.headers else ""
-    for token, from_cookie in ((bearer, False), (request.cookies.get(ACCESS_COOKIE, ""), True)):
+    keys = auth_of(request).keys
+    presented = ((presented_token(request), False), (request.cookies.get(ACCESS_COOKIE, ""), True))
+    for token, from_cookie in presented:
         if token:
-            actor = _token_actor(request, settings, store, token, from_cookie)
+            actor = _token_actor(keys, store, token, from_cookie)
             if actor is not None:
                 return actor
-    if auth.has_valid_session(request, settings):
+    if cookies.is_valid_session(keys, request.cookies.get(cookies.SESSION_COOKIE)):
         return Actor(ADMIN_USER, Role.admin)
     return None
 
@@ -68,11 +80,9 @@ def require(request: Request, settings: Settings, store: ObjectStore) -> Actor:
     return actor
 
 
-def _token_actor(
-    request: Request, settings: Settings, store: ObjectStore, token: str, from_cookie: bool
-) -> Actor | None:
+def _token_actor(keys: SigningKeys, store: ObjectStore, token: str, from_cookie: bool) -> Actor | None:
     try:
-        claims = tokens.decode(jwt_key(request, settings), token, "access")
+        claims = tokens.decode(keys.token_key(), token, "access")
     except Unauthorized:
         return None
     user = load_user(store, claims.user)

@@ -18,12 +18,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO
 
 import dagster as dg
-from dagster._serdes import deserialize_value, serialize_value
+from dagster import deserialize_value, serialize_value
+from dagster._core.snap import ExecutionPlanSnapshot, JobSnap
 
-from karet_api.services import auth
+from karet_api.services.auth.secret import SECRET_DIR_NAME, SECRET_FILE_NAME
 from karet_api.services.transfer import ExportEntry, iter_zip
 from karet_defs.errors import (
     InstanceNotEmpty,
@@ -68,18 +69,18 @@ def buckets(stores: Stores) -> dict[str, ObjectStore]:
 def iter_export(stores: Stores, instance: dg.DagsterInstance, settings: Settings) -> Iterator[bytes]:
     """The archive of the whole instance, in chunks, built while it is read."""
     with scratch_dir("instance-export") as tmp:
-        staging = LocalStore(Path(tmp) / "staging")
+        archive_root = LocalStore(Path(tmp) / "archive-root")
         manifest = {
             "format_version": FORMAT_VERSION,
             "instance": settings.instance_name,
             "exported_at": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
             "buckets": list(buckets(stores)),
         }
-        staging.put(MANIFEST, json.dumps(manifest).encode(), content_type="application/json")
+        archive_root.put(MANIFEST, json.dumps(manifest).encode(), content_type="application/json")
         # Oldest first, numbered: an import replays them in archive order, so every job list keeps its order.
         for index, record in enumerate(instance.get_run_records(ascending=True)):
-            _stage_run(staging, instance, record.dagster_run, Path(tmp) / "run.jsonl", index)
-        entries = [ExportEntry(staging, info, info.key) for info in staging.list("")]
+            _stage_run(archive_root, instance, record.dagster_run, Path(tmp) / "run.jsonl", index)
+        entries = [ExportEntry(archive_root, info, info.key) for info in archive_root.list("")]
         for name, store in buckets(stores).items():
             entries += [
                 ExportEntry(store, info, f"{OBJECTS}{name}/{info.key}")
@@ -90,7 +91,7 @@ def iter_export(stores: Stores, instance: dg.DagsterInstance, settings: Settings
 
 
 def _stage_run(
-    staging: LocalStore, instance: dg.DagsterInstance, run: dg.DagsterRun, path: Path, index: int
+    archive_root: LocalStore, instance: dg.DagsterInstance, run: dg.DagsterRun, path: Path, index: int
 ) -> None:
     with open(path, "w") as out:
         out.write(serialize_value(run) + "\n")
@@ -108,10 +109,10 @@ def _stage_run(
             if not page.has_more:
                 break
             cursor = page.cursor
-    staging.put_file(f"{RUNS}{index:08d}-{run.run_id}.jsonl", path, content_type="application/x-ndjson")
+    archive_root.put_file(f"{RUNS}{index:08d}-{run.run_id}.jsonl", path, content_type="application/x-ndjson")
 
 
-def restore(stores: Stores, instance: dg.DagsterInstance, archive_file: BinaryIO) -> Restored:
+def restore(stores: Stores, instance: dg.DagsterInstance, archive_file: IO[bytes]) -> Restored:
     """Restore an archive into an instance without pipelines or runs (its auth area is replaced)."""
     if any(True for _ in stores.pipelines.list(keys.PIPELINES_PREFIX)) or instance.get_runs_count() > 0:
         raise InstanceNotEmpty("import needs an instance without pipelines or runs: reset it first")
@@ -189,9 +190,9 @@ def _replay_run(instance: dg.DagsterInstance, path: Path) -> None:
     with open(path) as lines:
         run = deserialize_value(next(lines), dg.DagsterRun)
         job, plan = deserialize_value(next(lines)), deserialize_value(next(lines))
-        if job is not None:
+        if isinstance(job, JobSnap):  # an exported run may have no snapshots (None)
             instance.run_storage.add_job_snapshot(job)
-        if plan is not None:
+        if isinstance(plan, ExecutionPlanSnapshot):
             instance.run_storage.add_execution_plan_snapshot(plan)
         instance.add_run(run)
         for line in lines:
@@ -220,7 +221,7 @@ def reset(stores: Stores, instance: dg.DagsterInstance, settings: Settings) -> i
     instance.wipe()
     if not settings.session_secret and not settings.uses_s3:
         # A generated secret goes too: sessions signed before the reset must not open the new instance.
-        secret = settings.data_dir / auth.SECRET_DIR_NAME / auth.SECRET_FILE_NAME
+        secret = settings.data_dir / SECRET_DIR_NAME / SECRET_FILE_NAME
         if secret.exists():
             os.unlink(secret)
     return deleted

@@ -14,7 +14,6 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
 from fastapi import Request
 from limits import RateLimitItem, parse_many
@@ -28,7 +27,6 @@ LOGIN_MESSAGE = "Too many login attempts; wait before retrying."
 LOGIN_MAX_CONCURRENT = 2
 BUSY_RETRY_AFTER = 2
 _NAMESPACE = "karet"
-_state_lock = threading.Lock()
 
 
 class Limiter:
@@ -44,29 +42,30 @@ class Limiter:
         self.writes = parse_many(settings.rate_limit_writes)
         self._slots = threading.BoundedSemaphore(max_concurrent)
 
-    def hit_login(self, request: Request, user: str | None = None) -> None:
+    def hit_login(self, client: str, user: str | None = None) -> None:
         """Spend one login attempt of the client address (and of the user name, when one is given)."""
-        self._hit(self.login, [("login-client", client_key(request))], LOGIN_MESSAGE)
+        self._hit(self.login, [("login-client", client)], LOGIN_MESSAGE)
         if user:
             self._hit(self.login_user, [("login-user", user)], LOGIN_MESSAGE)
 
-    def clear_login(self, request: Request, user: str | None = None) -> None:
-        """Forget the login attempts of a client (and user) after a success."""
+    def clear_login(self, client: str, user: str | None = None) -> None:
+        """Forget the login attempts of a client address (and user) after a success."""
         for item in self.login:
-            self.strategy.clear(item, _NAMESPACE, "login-client", client_key(request))
-        for item in self.login_user if user else []:
-            self.strategy.clear(item, _NAMESPACE, "login-user", user)
+            self.strategy.clear(item, _NAMESPACE, "login-client", client)
+        if user:
+            for item in self.login_user:
+                self.strategy.clear(item, _NAMESPACE, "login-user", user)
 
-    def hit_refresh(self, request: Request) -> None:
-        self._hit(self.refresh, [("refresh-client", client_key(request))], "Too many token refreshes.")
+    def hit_refresh(self, client: str) -> None:
+        self._hit(self.refresh, [("refresh-client", client)], "Too many token refreshes.")
 
-    def hit_sql(self, request: Request, user: str | None) -> None:
-        """Spend one query of ``user`` and of the client (``None``: the service identity, exempt)."""
-        self._hit_caller(self.sql, "sql", request, user, "Too many SQL queries; wait before retrying.")
+    def hit_sql(self, client: str, user: str | None) -> None:
+        """Spend one query of ``user`` and of the client address (``None``: the service identity, exempt)."""
+        self._hit_caller(self.sql, "sql", client, user, "Too many SQL queries; wait before retrying.")
 
-    def hit_writes(self, request: Request, user: str | None) -> None:
-        """Spend one write of ``user`` and of the client (``None``: the service identity, exempt)."""
-        self._hit_caller(self.writes, "write", request, user, "Too many changes; wait before retrying.")
+    def hit_writes(self, client: str, user: str | None) -> None:
+        """Spend one write of ``user`` and of the client address (``None``: the service identity, exempt)."""
+        self._hit_caller(self.writes, "write", client, user, "Too many changes; wait before retrying.")
 
     @contextmanager
     def verification_slot(self) -> Iterator[None]:
@@ -83,11 +82,11 @@ class Limiter:
             self._slots.release()
 
     def _hit_caller(
-        self, items: list[RateLimitItem], kind: str, request: Request, user: str | None, message: str
+        self, items: list[RateLimitItem], kind: str, client: str, user: str | None, message: str
     ) -> None:
         if user is None:
             return
-        self._hit(items, [(f"{kind}-user", user), (f"{kind}-client", client_key(request))], message)
+        self._hit(items, [(f"{kind}-user", user), (f"{kind}-client", client)], message)
 
     def _hit(self, items: list[RateLimitItem], scopes: list[tuple[str, str]], message: str) -> None:
         for scope, who in scopes:
@@ -103,15 +102,3 @@ def client_key(request: Request) -> str:
     if first_hop:
         return first_hop
     return request.client.host if request.client and request.client.host else "unknown"
-
-
-def limiter(app: Any) -> Limiter:
-    """The ``Limiter`` of ``app``, built from its settings on first use."""
-    found: Limiter | None = getattr(app.state, "karet_limiter", None)
-    if found is None:
-        with _state_lock:
-            found = getattr(app.state, "karet_limiter", None)
-            if found is None:
-                found = Limiter(app.state.settings)
-                app.state.karet_limiter = found
-    return found

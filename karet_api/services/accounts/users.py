@@ -12,7 +12,8 @@ import re
 from dataclasses import dataclass
 from enum import IntEnum
 
-from karet_api.services import auth
+from karet_api.services.auth.admin import ADMIN_USER, load_admin, now_iso, replace_admin_password
+from karet_api.services.auth.passwords import check_new_password, hash_password
 from karet_defs.errors import (
     AdminIsPermanent,
     Conflict,
@@ -23,7 +24,6 @@ from karet_defs.errors import (
 from karet_defs.store.base import ObjectStore
 from karet_defs.store.reads import read_json_record
 
-ADMIN_USER = "admin"
 USERS_PREFIX = "_auth/users/"
 # ``api`` is the API key's service identity: no account may take its name in the audit log.
 RESERVED_NAMES = frozenset({ADMIN_USER, "api"})
@@ -74,7 +74,7 @@ def check_name(name: str) -> str:
 def load_user(store: ObjectStore, name: str) -> User | None:
     """The user ``name`` (the admin included), or None."""
     if name == ADMIN_USER:
-        admin = auth.load_admin(store)
+        admin = load_admin(store)
         if admin is None:
             return None
         return User(ADMIN_USER, Role.admin, admin.password_hash, admin.created_at, etag=admin.etag)
@@ -102,8 +102,8 @@ def create_user(store: ObjectStore, name: str, password: str, role: Role, *, ema
     check_name(name)
     if name in RESERVED_NAMES:
         raise Conflict(f"the user name {name!r} is reserved")
-    auth.check_new_password(password)
-    user = User(name, role, auth.hash_password(password), auth.now_iso(), email=email)
+    check_new_password(password)
+    user = User(name, role, hash_password(password), now_iso(), email=email)
     try:
         etag = store.put(user_key(name), _document(user), content_type="application/json", if_none_match=True)
     except PreconditionFailed as exc:
@@ -124,17 +124,17 @@ def update_user(
     if user is None:
         raise UserNotFound(f"no user {name!r}")
     if password is not None:
-        auth.check_new_password(password)
+        check_new_password(password)
     if name == ADMIN_USER:
         if (role is not None and role != Role.admin) or disabled:
             raise AdminIsPermanent("the admin account always keeps the admin role and cannot be disabled")
         if password is not None:
-            auth.replace_admin_password(store, auth.hash_password(password))
+            replace_admin_password(store, hash_password(password))
         return load_user(store, name) or user
     changed = User(
         name,
         user.role if role is None else role,
-        user.password_hash if password is None else auth.hash_password(password),
+        user.password_hash if password is None else hash_password(password),
         user.created_at,
         disabled=user.disabled if disabled is None else disabled,
         email=user.email,

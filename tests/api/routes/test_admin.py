@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from karet_api.services import auth
 from karet_api.services.accounts import users
+from karet_api.services.auth import admin
 from tests.factories import make_user, token_pair_for
 
 SHARES_DAGSTER_INSTANCE = True
@@ -79,7 +79,7 @@ def test_the_admin_keeps_its_role_and_its_record_shape(client):
 
     assert client.patch("/api/admin/users/admin", json={"password": "a new password"}).status_code == 200
 
-    record = json.loads(client.app.state.stores.pipelines.get(auth.ADMIN_KEY))
+    record = json.loads(client.app.state.stores.pipelines.get(admin.ADMIN_KEY))
     assert sorted(record) == ["created_at", "password_hash", "version"]
     client.headers.pop("X-API-Key")
     assert client.post("/api/auth/login", json={"password": "a new password"}).status_code == 200

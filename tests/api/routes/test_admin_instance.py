@@ -7,7 +7,7 @@ import zipfile
 
 import pytest
 
-from karet_api.services import auth
+from karet_api.services.auth import cookies
 from karet_defs.orchestration.launch import execute_pipeline_run
 from karet_defs.templates import install_template
 from tests.factories import data_dir_snapshot, make_user
@@ -84,10 +84,10 @@ def test_export_reset_import_round_trip(client, local_settings, dagster_instance
 
 def test_reset_ends_the_sessions_signed_before_it(client):
     session = client.post("/api/auth/login", json={"password": PASSWORD}, headers={"X-API-Key": ""})
-    cookie = session.cookies[auth.SESSION_COOKIE]
+    cookie = session.cookies[cookies.SESSION_COOKIE]
     assert client.post("/api/admin/reset", json={"confirm": "karet"}).status_code == 200
 
-    client.cookies.set(auth.SESSION_COOKIE, cookie)
+    client.cookies.set(cookies.SESSION_COOKIE, cookie)
     assert client.get("/api/pipelines", headers={"X-API-Key": ""}).status_code == 401
 
 

@@ -10,8 +10,8 @@ from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 
 from karet_api.deps import require_user
 from karet_api.schemas.common import Ok
-from karet_api.services import auth
-from karet_api.services.accounts import ratelimit
+from karet_api.services.auth import admin, cookies
+from karet_api.services.auth.secret import SECRET_DIR_NAME, SECRET_FILE_NAME, SESSION_SALT
 from karet_defs.store.factory import build_stores
 from tests.conftest import API_KEY
 
@@ -50,7 +50,7 @@ def cookie_attributes(response):
 
 
 def secret_of(settings):
-    return (settings.data_dir / auth.SECRET_DIR_NAME / auth.SECRET_FILE_NAME).read_text()
+    return (settings.data_dir / SECRET_DIR_NAME / SECRET_FILE_NAME).read_text()
 
 
 def error_of(response):
@@ -66,7 +66,7 @@ def test_setup_creates_the_admin_once_and_logs_in(client, local_settings):
     assert cookie_attributes(response)[0]
     assert client.get("/api/auth/setup").json() == {"needsSetup": False}
     assert client.get("/api/_probe").status_code == 200
-    record = json.loads(build_stores(local_settings).pipelines.get(auth.ADMIN_KEY))
+    record = json.loads(build_stores(local_settings).pipelines.get(admin.ADMIN_KEY))
     assert sorted(record) == ["created_at", "password_hash", "version"]
     assert record["version"] == 1
     assert record["password_hash"].startswith("$argon2id$")
@@ -90,14 +90,14 @@ def test_setup_refuses_a_short_password(client):
 def test_setup_that_loses_the_race_gets_409(client, local_settings, monkeypatch):
     setup_admin(client)
     store = client.app.state.stores.pipelines
-    before = store.get(auth.ADMIN_KEY)
+    before = store.get(admin.ADMIN_KEY)
     # The second setup saw no admin, as if both had checked at once: the conditional put must refuse it.
     monkeypatch.setattr(store, "head", lambda key: None)
 
     response = client.post("/api/auth/setup", json={"password": NEW_PASSWORD})
 
     assert error_of(response) == (409, "already_initialized")
-    assert store.get(auth.ADMIN_KEY) == before
+    assert store.get(admin.ADMIN_KEY) == before
 
 
 def test_login_sets_a_session_cookie(client):
@@ -204,18 +204,18 @@ class _SignedAt(TimestampSigner):
         return int(time.time()) - self.age
 
 
-def _cookie_aged(secret, age, salt=auth.SESSION_SALT, payload=None):
+def _cookie_aged(secret, age, salt=SESSION_SALT, payload=None):
     signer = type("Signer", (_SignedAt,), {"age": age})
     return URLSafeTimedSerializer(secret, salt=salt, signer=signer).dumps(payload or {"sub": "admin"})
 
 
 SESSION_CASES = {
-    "fresh": (0, auth.SESSION_SALT, None, 200),
-    "almost-7-days": (auth.SESSION_TTL_SECONDS - 60, auth.SESSION_SALT, None, 200),
-    "expired": (auth.SESSION_TTL_SECONDS + 60, auth.SESSION_SALT, None, 401),
-    "future": (-3600, auth.SESSION_SALT, None, 401),
+    "fresh": (0, SESSION_SALT, None, 200),
+    "almost-7-days": (cookies.SESSION_TTL_SECONDS - 60, SESSION_SALT, None, 200),
+    "expired": (cookies.SESSION_TTL_SECONDS + 60, SESSION_SALT, None, 401),
+    "future": (-3600, SESSION_SALT, None, 401),
     "other-salt": (0, "another-purpose", None, 401),
-    "other-subject": (0, auth.SESSION_SALT, {"sub": "someone"}, 401),
+    "other-subject": (0, SESSION_SALT, {"sub": "someone"}, 401),
 }
 
 
@@ -223,16 +223,16 @@ def test_session_lifetime_and_signature(client, local_settings):
     client.get("/api/auth/me")  # the first auth-needing request generates the secret
     secret = secret_of(local_settings)
     for name, (age, salt, payload, status) in SESSION_CASES.items():
-        client.cookies.set(auth.SESSION_COOKIE, _cookie_aged(secret, age, salt, payload))
+        client.cookies.set(cookies.SESSION_COOKIE, _cookie_aged(secret, age, salt, payload))
         assert client.get("/api/_probe").status_code == status, name
 
 
 def test_change_password(client):
     setup_admin(client)
-    cookie = client.cookies.get(auth.SESSION_COOKIE)
+    cookie = client.cookies.get(cookies.SESSION_COOKIE)
     client.cookies.clear()
     assert client.patch("/api/auth/me", json={}).json() == UNAUTHORIZED
-    client.cookies.set(auth.SESSION_COOKIE, cookie)
+    client.cookies.set(cookies.SESSION_COOKIE, cookie)
 
     cases = [
         ({"newPassword": NEW_PASSWORD}, (400, "missing_current_password")),
@@ -291,7 +291,7 @@ def test_successful_login_resets_the_client_window(client):
 
 
 def test_too_many_concurrent_verifications_is_server_busy(client):
-    limiter = ratelimit.limiter(client.app)
+    limiter = client.app.state.auth.limiter
     with limiter.verification_slot(), limiter.verification_slot():
         response = client.post("/api/auth/login", json={"password": PASSWORD})
 
@@ -305,14 +305,14 @@ def test_too_many_concurrent_verifications_is_server_busy(client):
 
 def test_generated_secret_is_kept_and_shared_by_the_next_app(client, make_client, local_settings):
     setup_admin(client)
-    cookie = client.cookies.get(auth.SESSION_COOKIE)
-    path = local_settings.data_dir / auth.SECRET_DIR_NAME / auth.SECRET_FILE_NAME
+    cookie = client.cookies.get(cookies.SESSION_COOKIE)
+    path = local_settings.data_dir / SECRET_DIR_NAME / SECRET_FILE_NAME
     secret = path.read_text()
     assert len(secret) >= 64
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
     restarted = _with_probe(make_client(local_settings, authenticated=False))
-    restarted.cookies.set(auth.SESSION_COOKIE, cookie)
+    restarted.cookies.set(cookies.SESSION_COOKIE, cookie)
 
     assert restarted.get("/api/_probe").status_code == 200
     assert path.read_text() == secret
@@ -321,10 +321,10 @@ def test_generated_secret_is_kept_and_shared_by_the_next_app(client, make_client
 def test_configured_secret_is_used_and_nothing_is_generated(make_client, local_settings):
     settings = local_settings.model_copy(update={"session_secret": "configured-secret-" + "x" * 40})
     client = _with_probe(make_client(settings, authenticated=False))
-    client.cookies.set(auth.SESSION_COOKIE, _cookie_aged(settings.session_secret, 0))
+    client.cookies.set(cookies.SESSION_COOKIE, _cookie_aged(settings.session_secret, 0))
 
     assert client.get("/api/_probe").status_code == 200
-    assert not (local_settings.data_dir / auth.SECRET_DIR_NAME).exists()
+    assert not (local_settings.data_dir / SECRET_DIR_NAME).exists()
 
 
 class TestOnS3:
@@ -341,7 +341,7 @@ class TestOnS3:
             409,
             "already_initialized",
         )
-        record = json.loads(s3_client.app.state.stores.pipelines.get(auth.ADMIN_KEY))
+        record = json.loads(s3_client.app.state.stores.pipelines.get(admin.ADMIN_KEY))
         assert record["version"] == 1
 
         s3_client.cookies.clear()

@@ -10,7 +10,7 @@ import pytest
 from dagster._core.events import DagsterEvent, DagsterEventType
 from fastapi.testclient import TestClient
 
-from karet_api.services import events as events_service
+from karet_api.services import autoruns
 from karet_defs.catalog import read_pipeline
 from karet_defs.orchestration.jobs import run_tags
 from karet_defs.orchestration.launch import create_pipeline_run, execute_prepared_run
@@ -138,7 +138,7 @@ def hook(make_client: Callable[..., TestClient]) -> Iterator[Callable[[Settings]
 
     yield make
     for client in clients:
-        assert events_service.auto_runs(client.app).wait_idle(timeout=60)
+        assert client.app.state.auto_runs.wait_idle(timeout=60)
 
 
 @pytest.fixture
@@ -150,7 +150,7 @@ def spending(local_stores: Stores) -> Stores:
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeLauncher]:
     launcher = FakeLauncher()
-    monkeypatch.setattr(events_service, "start_pipeline_run", launcher)
+    monkeypatch.setattr(autoruns, "start_pipeline_run", launcher)
     yield launcher
     launcher.release.set()
 
@@ -160,7 +160,7 @@ def post(client: TestClient, body: dict, **params: str):
 
 
 def idle(client: TestClient) -> None:
-    assert events_service.auto_runs(client.app).wait_idle(timeout=60)
+    assert client.app.state.auto_runs.wait_idle(timeout=60)
 
 
 def sensor_tick(stores: Stores, settings: Settings, instance: dg.DagsterInstance, cursor: str | None = None):
@@ -286,7 +286,7 @@ def test_a_burst_while_a_run_is_in_flight_gives_exactly_one_follow_up(
     hook, local_settings, spending, dagster_instance, monkeypatch
 ):
     launcher = HeldLauncher()
-    monkeypatch.setattr(events_service, "start_pipeline_run", launcher)
+    monkeypatch.setattr(autoruns, "start_pipeline_run", launcher)
     client = hook(local_settings)
     baseline = sensor_tick(spending, local_settings, dagster_instance)
     names = [f"burst-{i:03d}.csv" for i in range(150)]
@@ -349,10 +349,10 @@ def test_a_run_that_cannot_start_schedules_nothing_and_frees_the_pipeline(
     def broken(*args, **kwargs):
         raise dg.DagsterInvariantViolationError("no job named spending")
 
-    monkeypatch.setattr(events_service, "start_pipeline_run", broken)
+    monkeypatch.setattr(autoruns, "start_pipeline_run", broken)
     assert post(client, minio_event(SPENDING_RAW + "jan.csv")).json()["scheduled"] == []
     launcher = FakeLauncher()
-    monkeypatch.setattr(events_service, "start_pipeline_run", launcher)
+    monkeypatch.setattr(autoruns, "start_pipeline_run", launcher)
     assert post(client, minio_event(SPENDING_RAW + "jan.csv")).json()["scheduled"] == ["spending"]
     assert len(launcher.runs) == 1
 
@@ -374,7 +374,7 @@ def test_outside_the_embedded_default_runs_go_through_dagsters_queue(
         event = DagsterEvent(event_type_value=DagsterEventType.RUN_SUCCESS.value, job_name="spending")
         dagster_instance.report_dagster_event(event, run.run_id)
 
-    monkeypatch.setattr(events_service, "submit_pipeline_run", submit)
+    monkeypatch.setattr(autoruns, "submit_pipeline_run", submit)
     queued = local_settings.model_copy(
         update={"deployment": "production", "dagster_url": "http://127.0.0.1:9"}
     )

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from karet_api.services import events as events_service, uploads
+from karet_api.services import autoruns, uploads
 from karet_defs.store.factory import build_stores
 from karet_defs.templates import install_template
 from tests.factories import SPENDING_CSV, SPENDING_RAW, FakeLauncher
@@ -19,13 +19,13 @@ def client(make_client, local_settings, local_stores) -> Iterator[TestClient]:
     install_template(local_stores, "spending", "spending")
     api = make_client(local_settings.model_copy(update={"webhook_secret": SECRET}))
     yield api
-    assert events_service.auto_runs(api.app).wait_idle(timeout=60)
+    assert api.app.state.auto_runs.wait_idle(timeout=60)
 
 
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch) -> FakeLauncher:
     launcher = FakeLauncher()
-    monkeypatch.setattr(events_service, "start_pipeline_run", launcher)
+    monkeypatch.setattr(autoruns, "start_pipeline_run", launcher)
     return launcher
 
 
@@ -40,7 +40,7 @@ def test_an_upload_is_stored_and_runs_the_pipeline_end_to_end(client, local_stor
         "scheduled": True,
     }
     assert local_stores.lake.get(SPENDING_RAW + "2026/may.csv") == SPENDING_CSV
-    assert events_service.auto_runs(client.app).wait_idle(timeout=60)
+    assert client.app.state.auto_runs.wait_idle(timeout=60)
     [job] = client.get("/api/p/spending/jobs").json()["jobs"]
     assert (job["trigger"], job["status"], job["files_processed"], job["errors"]) == (
         "webhook",
@@ -129,5 +129,5 @@ def test_an_upload_goes_to_the_lake_bucket_on_s3(s3_api_client, s3_settings, fak
 
     assert response.json()["scheduled"] is True and response.json()["key"] == SPENDING_RAW + "jan.csv"
     assert stores.lake.get(SPENDING_RAW + "jan.csv") == SPENDING_CSV
-    assert events_service.auto_runs(s3_api_client.app).wait_idle(timeout=60)
+    assert s3_api_client.app.state.auto_runs.wait_idle(timeout=60)
     assert [run.tags["karet/trigger"] for run in fake.runs] == ["webhook"]

@@ -7,8 +7,8 @@ import jwt
 import pytest
 from fastapi.testclient import TestClient
 
-from karet_api.services import auth
 from karet_api.services.accounts import identity, tokens
+from karet_api.services.auth.secret import resolve_session_secret
 from tests.factories import make_user
 
 SHARES_DAGSTER_INSTANCE = True
@@ -173,7 +173,7 @@ def test_remote_setup_when_allowed(make_client, local_settings):
 
 def test_me_renews_an_access_token_near_its_end(client):
     body = login(client).json()
-    key = tokens.signing_key(auth.resolve_session_secret(client.app.state.settings))
+    key = tokens.signing_key(resolve_session_secret(client.app.state.settings))
     claims = jwt.decode(body["access_token"], key, algorithms=["HS256"], issuer="karet")
     now = int(time.time())
     ending = jwt.encode({**claims, "iat": now - 800, "exp": now + 100}, key, algorithm="HS256")

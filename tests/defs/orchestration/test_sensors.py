@@ -1,11 +1,12 @@
 """Raw-files sensor ticks with ``build_sensor_context``, over the local store and a moto S3 server."""
 
-import os
+import dataclasses
 import socket
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import pytest
@@ -16,14 +17,12 @@ from moto.server import ThreadedMotoServer
 
 from karet_defs.catalog import read_pipeline
 from karet_defs.definitions import build_definitions
+from karet_defs.orchestration import sensors
 from karet_defs.orchestration.resources import StoreResource
-from karet_defs.orchestration.sensors import (
-    SENSOR_INTERVAL_SECONDS,
-    build_raw_files_sensor,
-    claim_for_webhook,
-)
+from karet_defs.orchestration.run_coverage import claim_for_webhook
+from karet_defs.orchestration.sensors import SENSOR_INTERVAL_SECONDS, build_raw_files_sensor
 from karet_defs.settings import Settings
-from karet_defs.store.base import ObjectInfo, Stores
+from karet_defs.store.base import ObjectInfo, ObjectStore, Stores
 from karet_defs.store.changes import ChangeCursor
 from karet_defs.store.factory import build_stores
 from karet_defs.templates import install_template
@@ -38,6 +37,26 @@ CONFIG = make_pipeline(
 
 
 @dataclass
+class StampedLake:
+    """The lake as a tick lists it, with chosen ``LastModified`` stamps for some keys: moto stamps whole
+    seconds, so a test sets the second it needs instead of waiting for the clock to reach it."""
+
+    lake: ObjectStore
+    stamps: dict[str, datetime]
+
+    def list(self, prefix: str, *, start_after: str | None = None) -> Iterator[ObjectInfo]:
+        return (self._stamped(info) for info in self.lake.list(prefix, start_after=start_after))
+
+    def head(self, key: str) -> ObjectInfo | None:
+        info = self.lake.head(key)
+        return None if info is None else self._stamped(info)
+
+    def _stamped(self, info: ObjectInfo) -> ObjectInfo:
+        stamp = self.stamps.get(info.key)
+        return info if stamp is None else dataclasses.replace(info, last_modified=stamp)
+
+
+@dataclass
 class Ticker:
     """Evaluates the sensor as the daemon would: the cursor a tick returns is the next tick's."""
 
@@ -47,6 +66,7 @@ class Ticker:
     slug: str
     grace_seconds: float = 0.0
     cursor: str | None = None
+    stamps: dict[str, datetime] = field(default_factory=dict)
 
     @property
     def raw(self) -> str:
@@ -60,17 +80,21 @@ class Ticker:
         assert info is not None
         return info
 
-    def set_mtime(self, name: str, when: float) -> None:
-        path = self.stores.lake.local_path(self.raw + name)
-        assert path is not None
-        os.utime(path, (when, when))
+    def stamp(self, name: str, when: datetime) -> None:
+        """Make ticks see ``when`` as the raw file's ``LastModified``."""
+        self.stamps[self.raw + name] = when
 
     def tick(self) -> dg.SensorResult:
         sensor = build_raw_files_sensor(
             read_pipeline(self.stores, self.slug), self.slug, self.resource, grace_seconds=self.grace_seconds
         )
         context = dg.build_sensor_context(instance=self.instance, cursor=self.cursor)
-        result = sensor(context)
+        with pytest.MonkeyPatch.context() as patch:
+            if self.stamps:
+                lake = StampedLake(self.stores.lake, self.stamps)
+                seen = dataclasses.replace(self.stores, lake=lake)
+                patch.setattr(sensors, "_stores_for", lambda settings: seen)
+            result = sensor(context)
         assert isinstance(result, dg.SensorResult)
         if result.cursor is not None:
             self.cursor = result.cursor
@@ -166,44 +190,30 @@ def test_new_and_changed_files_each_request_one_run(ticker):
     assert ticker.batch() == 0
 
 
-def test_a_file_landing_in_the_same_second_as_the_last_one_is_new(ticker, settings):
-    if not settings.uses_s3:
-        second = float(int(time.time()))
-        ticker.put("a.csv")
-        ticker.set_mtime("a.csv", second)
-        assert ticker.batch() == 1
-        ticker.put("b.csv")
-        ticker.set_mtime("b.csv", second)
-        assert ticker.batch() == 1
-        return
-    for attempt in range(3):  # moto stamps whole seconds; retry if the second rolled over in between
-        time.sleep(1.02 - time.time() % 1)
-        ticker.put(f"a{attempt}.csv")
-        assert ticker.batch() == 1
-        ticker.put(f"b{attempt}.csv")
-        same_second = (
-            ticker.head(f"a{attempt}.csv").last_modified == ticker.head(f"b{attempt}.csv").last_modified
-        )
-        assert ticker.batch() == 1
-        if same_second:
-            return
-    pytest.fail("never managed two uploads within one second")
+def test_a_file_landing_in_the_same_second_as_the_last_one_is_new(ticker):
+    second = datetime.fromtimestamp(int(time.time()), UTC)
+    ticker.put("a.csv")
+    ticker.stamp("a.csv", second)
+    assert ticker.batch() == 1
+
+    ticker.put("b.csv")
+    ticker.stamp("b.csv", second)
+    assert ticker.batch() == 1
 
 
-def test_a_deleted_file_runs_nothing_and_counts_as_new_when_recreated(ticker, settings):
+def test_a_deleted_file_runs_nothing_and_counts_as_new_when_recreated(ticker):
     ticker.put("a.csv")
     ticker.put("b.csv")
     assert ticker.batch() == 2
+    first = ticker.head("a.csv")
 
     ticker.stores.lake.delete(ticker.raw + "a.csv")
     assert ticker.batch() == 0
     assert ticker.raw + "a.csv" not in ChangeCursor.from_json(ticker.cursor).window
 
-    if settings.uses_s3:
-        time.sleep(1.05 - time.time() % 1)  # same body, so only a later stamp tells the new version apart
-    ticker.put("a.csv")
-    if not settings.uses_s3:
-        ticker.set_mtime("a.csv", time.time() + 2)
+    ticker.put("a.csv")  # same body, so the same ETag: only the later stamp tells the new version apart
+    ticker.stamp("a.csv", first.last_modified + timedelta(seconds=2))
+    assert ticker.head("a.csv").etag == first.etag
     assert ticker.batch() == 1
 
 
@@ -313,10 +323,15 @@ def test_a_tick_waits_while_a_run_of_the_pipeline_is_in_flight(ticker):
 
 
 def test_a_run_silent_past_the_orphan_limit_does_not_hold_the_sensor(ticker, monkeypatch):
-    _started_run(ticker)
-    monkeypatch.setenv("KARET_ORPHAN_AFTER_SECONDS", "0")
+    run = _started_run(ticker)
+    # The run's last event is three minutes old, past the two-minute limit, without the test waiting.
+    ticker.instance.store_event(
+        dg.EventLogEntry(
+            error_info=None, level="INFO", user_message="", run_id=run.run_id, timestamp=time.time() - 180
+        )
+    )
+    monkeypatch.setenv("KARET_ORPHAN_AFTER_SECONDS", "120")
     ticker.put("a.csv")
-    time.sleep(0.05)
 
     assert ticker.batch() == 1
 

@@ -38,7 +38,7 @@ def test_first_listing_is_all_new_and_a_repeat_is_nothing():
     assert keys == ["r/a.csv", "r/b.csv"]
     assert again == []
     assert after == cursor
-    assert cursor.hwm == T0 and cursor.cutoff == T0 - SETTLE_SECONDS
+    assert cursor.newest_stamp == T0 and cursor.cutoff == T0 - SETTLE_SECONDS
     assert cursor.window == {"r/b.csv": version_of(listing[1])}  # the old file is below the cutoff
 
 
