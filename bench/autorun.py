@@ -57,8 +57,8 @@ def _csv(description: str) -> bytes:
     return f"date,description,amount,account\n2026-05-01,{description},4.50,visa\n".encode()
 
 
-def _stamp(iso: str | None) -> float | None:
-    return datetime.fromisoformat(iso).timestamp() if iso else None
+def _epoch_seconds(iso_text: str | None) -> float | None:
+    return datetime.fromisoformat(iso_text).timestamp() if iso_text else None
 
 
 @contextmanager
@@ -143,7 +143,7 @@ def _ended_job(client: httpx.Client, since: float) -> dict | None:
     if not jobs or any(job["status"] in ("scheduled", "running") for job in jobs):
         return None
     newest = jobs[0]
-    return newest if (_stamp(newest["startedAt"]) or 0) >= since - 1 else None
+    return newest if (_epoch_seconds(newest["startedAt"]) or 0) >= since - 1 else None
 
 
 def _sample(client: httpx.Client, upload: Upload, tag: str) -> dict:
@@ -157,7 +157,7 @@ def _sample(client: httpx.Client, upload: Upload, tag: str) -> dict:
     assert isinstance(job, dict)
     if job["status"] != "completed":
         raise RuntimeError(f"run {job['id']} ended {job['status']}: {job.get('error')}")
-    started, ended = _stamp(job["startedAt"]), _stamp(job["completedAt"])
+    started, ended = _epoch_seconds(job["startedAt"]), _epoch_seconds(job["completedAt"])
     return {
         "acknowledged": acknowledged,
         "run_started": started - t0 if started else None,

@@ -192,7 +192,7 @@ class VersionedBench:
         job = job.get("job", job)
         if not job.get("startedAt") or not job.get("completedAt"):
             return None
-        return _stamp(job["completedAt"]) - _stamp(job["startedAt"])
+        return _epoch_seconds(job["completedAt"]) - _epoch_seconds(job["startedAt"])
 
     def against_script(self, step: dict, name: str, **facts: object) -> dict:
         """Run the script over the same raw files right after ``step``; add its figures and the ratio."""
@@ -257,8 +257,8 @@ def _int(value: object) -> int | None:
     return None if value is None else int(str(value))
 
 
-def _stamp(iso: str) -> float:
-    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+def _epoch_seconds(iso_text: str) -> float:
+    return datetime.fromisoformat(iso_text.replace("Z", "+00:00")).timestamp()
 
 
 def _script_facts(m: Measured) -> dict:

@@ -7,7 +7,7 @@ stopped all the same. Each caller keeps its own refusal (status, code and messag
 """
 
 from collections.abc import Callable
-from typing import BinaryIO
+from typing import IO
 
 from starlette.requests import Request
 
@@ -36,7 +36,7 @@ def exceeds_limit(code: str = PayloadTooLarge.code) -> TooLarge:
 
 
 async def read_capped(
-    request: Request, limit: int, sink: BinaryIO, *, too_large: TooLarge = body_over
+    request: Request, limit: int, sink: IO[bytes], *, too_large: TooLarge = body_over
 ) -> None:
     """Copy the request body into ``sink`` and rewind it; past ``limit`` bytes, raise ``too_large``'s."""
     declared = request.headers.get("content-length", "")

@@ -177,14 +177,15 @@ def _document_framework_errors(app: FastAPI) -> None:
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            document = generate()  # cached by FastAPI on the app; edited in place once
-            for item in document.get("paths", {}).values():
-                for operation in item.values():
-                    _envelope_framework_errors(operation)
-            for name in _FRAMEWORK_SCHEMAS:
-                document.get("components", {}).get("schemas", {}).pop(name, None)
-        return app.openapi_schema
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        document = generate()  # cached by FastAPI as ``app.openapi_schema``; edited in place once
+        for item in document.get("paths", {}).values():
+            for operation in item.values():
+                _envelope_framework_errors(operation)
+        for name in _FRAMEWORK_SCHEMAS:
+            document.get("components", {}).get("schemas", {}).pop(name, None)
+        return document
 
     app.openapi = openapi  # type: ignore[method-assign]
 

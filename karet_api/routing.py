@@ -7,7 +7,7 @@ it. Here the same reader takes the body first, then hands it to FastAPI, which w
 """
 
 import io
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from fastapi.routing import APIRoute
@@ -32,7 +32,7 @@ class CappedJsonRoute(APIRoute):
             documented = f"payload_too_large: body over {MAX_JSON_BODY_MIB} MiB"
             self.responses.setdefault(413, {"model": ErrorBody, "description": documented})
 
-    def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
         if self.body_field is None:
             return handler

@@ -13,15 +13,15 @@ from fastapi import APIRouter, Header, Request
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from karet_api.deps import CurrentUser, StoreDep
-from karet_api.schemas.common import error_responses
+from karet_api.schemas.common import Responses, error_responses
 from karet_api.services.access import PipelineFilter
 from karet_api.services.feed import Accept, feed_hub
-from karet_api.services.jobs import iso
+from karet_api.services.jobs import iso_utc
 from karet_defs.errors import BadRequest, NotFound
 from karet_defs.orchestration.feed import JOBS, FeedEvent
 
 PING_SECONDS = 15
-_STREAM = {
+_STREAM: Responses = {
     200: {
         "description": "`text/event-stream`: `id` (storage id), `event` (queued, started, progress, "
         "completed, failed) and `data`, a JSON object with `type`, `offset`, `timestamp`, `job_id`, "
@@ -97,7 +97,12 @@ async def _events(
 
 
 def _sse(event: FeedEvent) -> ServerSentEvent:
-    data = {"type": event.kind, "offset": event.offset, "timestamp": iso(event.timestamp), **event.payload}
+    data = {
+        "type": event.kind,
+        "offset": event.offset,
+        "timestamp": iso_utc(event.timestamp),
+        **event.payload,
+    }
     return ServerSentEvent(data=json.dumps(data), event=event.kind, id=str(event.offset))
 
 

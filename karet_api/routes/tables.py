@@ -12,7 +12,7 @@ from karet_api.deps import InstanceDep, StoreDep
 from karet_api.routing import CappedJsonRoute
 from karet_api.schemas.common import error_responses
 from karet_api.schemas.tables import TableInfo, TableList
-from karet_api.services.jobs import iso
+from karet_api.services.jobs import iso_utc
 from karet_defs.config.models import AnalyticTable, Pipeline
 from karet_defs.config.validate import parse_pipeline
 from karet_defs.engine.stats import table_stats
@@ -74,7 +74,7 @@ def list_tables(slug: str, stores: StoreDep, instance: InstanceDep) -> TableList
                 fileCount=file_count,
                 rowCount=_value(metadata.get("dagster/row_count")),
                 bytes=_value(metadata.get("bytes")),
-                lastMaterialization=iso(event.timestamp) if event else None,
+                lastMaterialization=iso_utc(event.timestamp) if event else None,
                 lastRunId=event.run_id if event else None,
             )
         )

@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from karet_api.deps import InstanceDep, StoreDep
 from karet_api.errors import KALAM_TOPIC_BY_ERROR
 from karet_api.routes.sql_api import BearerActor, KalamRoute
+from karet_api.schemas.common import Responses
 from karet_api.schemas.query import SqlErrorResponse
 from karet_api.schemas.topics import AckRequest, AckResponse, ConsumeRequest, TopicMessages
 from karet_api.services import topics
@@ -23,7 +24,7 @@ class TopicRoute(KalamRoute):
 
 router = APIRouter(prefix="/v1/api/topics", tags=["topics (KalamDB)"], route_class=TopicRoute)
 
-_REFUSALS = {
+_REFUSALS: Responses = {
     status: {"model": SqlErrorResponse, "description": description}
     for status, description in (
         (400, "BAD_REQUEST: a malformed body, or a partition other than 0"),

@@ -5,7 +5,7 @@ from fastapi.responses import PlainTextResponse
 
 from karet_api.deps import InstanceDep, SettingsDep, StoreDep, require_worker_token
 from karet_api.routing import CappedJsonRoute
-from karet_api.schemas.common import ErrorBody, Ok
+from karet_api.schemas.common import ErrorBody, Ok, Responses
 from karet_api.schemas.worker import WorkerRunRequest, WorkerRunResult
 from karet_api.services import validation
 from karet_api.services.runs import run_pipeline_to_end
@@ -14,7 +14,7 @@ from karet_defs.config.validate import load_pipeline
 from karet_defs.orchestration.jobs import NOTHING_PUBLISHED
 
 router = APIRouter(tags=["worker"], route_class=CappedJsonRoute)
-_errors = {
+_errors: Responses = {
     401: {"model": ErrorBody, "description": "missing or invalid bearer token"},
     413: {"model": ErrorBody, "description": "payload_too_large: body over 5 MiB"},
     422: {

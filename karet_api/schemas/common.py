@@ -1,6 +1,11 @@
 """Models shared by every resource."""
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field
+
+# The type of a route's OpenAPI ``responses`` (FastAPI's own ``responses=`` parameter).
+Responses = dict[int | str, dict[str, Any]]
 
 
 class ErrorBody(BaseModel):
@@ -21,6 +26,6 @@ class Ok(BaseModel):
 STORE_ERRORS = ((502, "bucket_not_found"), (503, "s3_error"))
 
 
-def error_responses(*pairs: tuple[int, str]) -> dict[int | str, dict[str, object]]:
+def error_responses(*pairs: tuple[int, str]) -> Responses:
     """OpenAPI ``responses`` for the documented error statuses of a route."""
     return {status: {"model": ErrorBody, "description": description} for status, description in pairs}

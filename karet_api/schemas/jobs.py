@@ -4,6 +4,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+JobStatus = Literal["scheduled", "running", "completed", "failed"]
+
 
 class FileErrorRecord(BaseModel):
     file: str = Field(description="The raw file's key")
@@ -32,7 +34,7 @@ class JobProgress(BaseModel):
 class JobRecord(BaseModel):
     id: str = Field(description="The Dagster run id")
     pipeline: str
-    status: Literal["scheduled", "running", "completed", "failed"]
+    status: JobStatus
     startedAt: str
     completedAt: str | None = None
     error: str | None = None

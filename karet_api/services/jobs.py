@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
-from karet_api.schemas.jobs import JobProgress, JobRecord
+from karet_api.schemas.jobs import JobProgress, JobRecord, JobStatus
 from karet_defs.orchestration.jobs import (
     TAG_CONFIG_VERSION,
     TAG_ENVIRONMENT,
@@ -26,7 +26,7 @@ from karet_defs.orchestration.launch import failure_message
 from karet_defs.orchestration.liveness import fail_dead_runs
 from karet_defs.orchestration.progress import latest_progress
 
-_STATUS = {
+_STATUS: dict[dg.DagsterRunStatus, JobStatus] = {
     dg.DagsterRunStatus.QUEUED: "scheduled",
     dg.DagsterRunStatus.NOT_STARTED: "scheduled",
     dg.DagsterRunStatus.STARTING: "running",
@@ -39,7 +39,7 @@ _STATUS = {
 ORPHAN_MESSAGE = "job abandoned (stuck in running for > {minutes} min)"
 
 
-def iso(timestamp: float | None) -> str | None:
+def iso_utc(timestamp: float | None) -> str | None:
     """Karet's timestamp format: ISO-8601 UTC with milliseconds and ``Z``."""
     if timestamp is None:
         return None
@@ -51,24 +51,24 @@ def job_record(instance: dg.DagsterInstance, record: dg.RunRecord, *, orphan_aft
     """One Karet job record from one Dagster run record."""
     run = record.dagster_run
     tags = run.tags
-    status = _STATUS.get(run.status, "failed")
+    status: JobStatus = _STATUS.get(run.status, "failed")
     started = record.start_time or record.create_timestamp.timestamp()
     errors = json.loads(tags.get(TAG_ERRORS, "[]"))
     error = None
-    completed_at = iso(record.end_time)
+    completed_at = iso_utc(record.end_time)
     if status == "failed":
         error = failure_message(instance, run.run_id) or f"run {run.status.value.lower()}"
     elif status == "completed" and errors:
         written = tags.get(TAG_PARTITIONS_WRITTEN, "0")
         error = f"{written} partitions written, {len(errors)} error(s): {errors[0]}"
     elif status == "running" and _silent_for(instance, record) > orphan_after:
-        status, completed_at = "failed", iso(time.time())
+        status, completed_at = "failed", iso_utc(time.time())
         error = ORPHAN_MESSAGE.format(minutes=round(orphan_after / 60))
     return JobRecord(
         id=run.run_id,
         pipeline=tags.get(TAG_PIPELINE, ""),
         status=status,
-        startedAt=iso(started) or "",
+        startedAt=iso_utc(started) or "",
         completedAt=completed_at,
         error=error,
         errors=errors,

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 from karet_api.services.pipelines import already_exists, discard, distinct_stores
 from karet_defs.errors import (
@@ -31,7 +31,7 @@ from karet_defs.scratch import scratch_dir
 from karet_defs.slugs import pipeline_folders, relocate_path_prefixes
 from karet_defs.store import keys
 from karet_defs.store.base import ObjectInfo, ObjectStore, Stores
-from karet_defs.templates import bucket_for
+from karet_defs.templates import store_for_path
 
 MAX_ZIP_BYTES = 200 * 1024 * 1024
 MAX_ENTRIES = 2000
@@ -77,7 +77,7 @@ def export_entries(stores: Stores, slug: str) -> list[ExportEntry]:
             if f"{DELTA_LOG}/" in path and not is_safe_entry_path(path):
                 continue  # a Delta writer's scratch, in no version: an import would refuse it
             # One path in two buckets would collide in the ZIP: keep the copy an import would write back.
-            if path in chosen and bucket_for(path, stores) is not store:
+            if path in chosen and store_for_path(path, stores) is not store:
                 continue
             chosen[path] = ExportEntry(store, info, path)
     if not chosen:
@@ -136,6 +136,10 @@ class _ChunkSink:
     def flush(self) -> None:
         pass
 
+    # zipfile's types ask a writable file for ``close`` too, though it never closes a file it was given.
+    def close(self) -> None:
+        pass
+
     def drain(self, at_least: int) -> Iterator[bytes]:
         if self._size and self._size >= at_least:
             chunk = b"".join(self._parts)
@@ -166,7 +170,7 @@ class _Extracted:
     file: Path
 
 
-def import_zip(stores: Stores, slug: str, archive_file: BinaryIO, *, author: str) -> None:
+def import_zip(stores: Stores, slug: str, archive_file: IO[bytes], *, author: str) -> None:
     """Check a pipeline ZIP completely, then store it as ``slug``; nothing is stored when a check fails.
 
     The config history comes along when the archive has one; the imported config is a new version unless
@@ -176,7 +180,7 @@ def import_zip(stores: Stores, slug: str, archive_file: BinaryIO, *, author: str
     except (*_ZIP_READ_ERRORS, OSError) as exc:
         raise Unprocessable(f"not a readable zip file: {exc}", code="invalid_zip") from exc
     with archive, scratch_dir("import") as tmp:
-        members = _checked_members(archive)
+        members = _members_to_import(archive)
         extracted = _extract(archive, members, Path(tmp))
         config_file = next(e.file for e in extracted if e.path == keys.CONFIG_NAME)
         config = config_file.read_bytes()
@@ -196,7 +200,7 @@ def _rehome_history(extracted: list[_Extracted], relocate: Callable[[bytes], byt
             files[path].write_bytes(body)
 
 
-def _checked_members(archive: zipfile.ZipFile) -> list[zipfile.ZipInfo]:
+def _members_to_import(archive: zipfile.ZipFile) -> list[zipfile.ZipInfo]:
     members = [m for m in archive.infolist() if not m.is_dir()]
     names = [m.filename for m in members]
     if keys.CONFIG_NAME not in names:
@@ -278,7 +282,7 @@ def _store(stores: Stores, slug: str, files: list[_Extracted], config: bytes) ->
     written: list[tuple[ObjectStore, str]] = []
     try:
         for item in files:
-            store = bucket_for(item.path, stores)
+            store = store_for_path(item.path, stores)
             store.put_file(prefix + item.path, item.file, content_type=_content_type(item.path))
             written.append((store, prefix + item.path))
         try:

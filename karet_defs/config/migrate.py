@@ -29,7 +29,7 @@ def upgrade_legacy(doc: dict[str, Any]) -> dict[str, Any]:
     # deeply nested expression is never walked.
     out = dict(doc)
     new_mappings = list(mappings)
-    new_tables = list(tables) if isinstance(tables, list) else tables
+    new_tables = list(tables) if isinstance(tables, list) else []
     for i, mapping in enumerate(new_mappings):
         if not isinstance(mapping, dict) or "partition_by" not in mapping:
             continue
@@ -37,7 +37,9 @@ def upgrade_legacy(doc: dict[str, Any]) -> dict[str, Any]:
             new_mappings[i] = {k: v for k, v in mapping.items() if k != "partition_by"}
             continue
         t = _table_index(new_tables, mapping.get("analytic_table_id"))
-        upgraded = _upgrade_mapping(mapping, new_tables[t] if t is not None else None)
+        if t is None:
+            continue
+        upgraded = _upgrade_mapping(mapping, new_tables[t])
         if upgraded is None:
             continue
         new_mappings[i], new_tables[t] = upgraded

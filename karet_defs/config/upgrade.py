@@ -74,7 +74,8 @@ def _dimension(lookup: dict[str, Any]) -> dict[str, Any]:
     dimension["match"] = "exact" if lookup.get("match") == "exact" else "keyword_substring"
     if lookup.get("case_insensitive") is not None:
         dimension["case_insensitive"] = lookup["case_insensitive"]
-    rows = lookup.get("rows") if isinstance(lookup.get("rows"), list) else []
+    given_rows = lookup.get("rows")
+    rows = given_rows if isinstance(given_rows, list) else []
     dimension["rows"] = {
         "values": [VALUE_COLUMN],
         "rows": [_row(row) for row in rows if isinstance(row, dict)],

@@ -403,13 +403,13 @@ def _check_rollup(p: Pipeline, i: int, rollup: Rollup, issues: list[ValidationIs
             )
     if not rollup.group_by:
         issues.append(_schema(f"{base}/group_by", "group_by is empty"))
-    source_columns = {c.name for c in source.schema_} if source is not None else None
+    source_columns = {c.name for c in source.schema_} if source is not None else set()
     seen: set[str] = set()
     for k, column in enumerate(rollup.group_by):
         if column in seen:
             issues.append(_schema(f"{base}/group_by/{k}", f"duplicate group_by column `{column}`"))
         seen.add(column)
-        if source_columns is not None and column not in source_columns:
+        if source is not None and column not in source_columns:
             issues.append(_dangling(f"{base}/group_by/{k}", "analytic_table_column", f"{source.id}.{column}"))
     outputs: dict[str, str] = dict.fromkeys(rollup.group_by, f"{base}/group_by")
     for k, aggregate in enumerate(rollup.aggregates):

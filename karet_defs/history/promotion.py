@@ -51,7 +51,8 @@ class Transition:
     live_changed: bool = False
 
 
-def _moved(version: int, expected: Environment, now: Environment) -> ConcurrentChange:
+# ``expected`` is str: it comes from a request header, so it may name no environment at all.
+def _moved(version: int, expected: str, now: Environment) -> ConcurrentChange:
     return ConcurrentChange(
         f"version {version} moved from {expected} to {now} under a concurrent request; nothing was changed",
         extra={"version": version, "environment": now},

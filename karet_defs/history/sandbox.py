@@ -20,7 +20,8 @@ from pathlib import Path
 from karet_defs.config.models import Pipeline
 from karet_defs.config.validate import load_pipeline
 from karet_defs.engine import delta
-from karet_defs.engine.run import RunReport, run_pipeline
+from karet_defs.engine.report import RunReport
+from karet_defs.engine.run import run_pipeline
 from karet_defs.errors import InvalidEnvironment, KaretError
 from karet_defs.history.records import Environment, History, VersionRecord
 from karet_defs.history.versions import read_document, read_history

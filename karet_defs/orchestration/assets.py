@@ -6,7 +6,7 @@ under the pipeline's exclusive lock on this host, so two runs of one pipeline ne
 """
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import dagster as dg
 
@@ -14,8 +14,9 @@ from karet_defs.catalog import read_pipeline
 from karet_defs.config.models import AnalyticTable, Dimension, FileRows, Pipeline
 from karet_defs.config.walk import dimension_ids, lookup_ids, mapping_roots
 from karet_defs.engine.delta import META_CONFIG_ETAG, META_JOB_ID, META_TRIGGER
-from karet_defs.engine.run import RunReport, TableReport, run_pipeline
-from karet_defs.engine.stats import table_stats
+from karet_defs.engine.report import RunReport, TableReport
+from karet_defs.engine.run import run_pipeline
+from karet_defs.engine.stats import TableStats, table_stats
 from karet_defs.errors import KaretError
 from karet_defs.history.versions import config_version_of
 from karet_defs.orchestration.describe import describe_assertions, describe_column_source
@@ -36,6 +37,7 @@ from karet_defs.orchestration.previews import preview_metadata
 from karet_defs.orchestration.progress import build_progress_tracker
 from karet_defs.orchestration.resources import StoreResource
 from karet_defs.store import keys
+from karet_defs.store.base import Stores
 from karet_defs.store.factory import build_stores
 
 SCHEMA_CHECK = "schema_matches"
@@ -112,7 +114,11 @@ def _dimension_spec(slug: str, dimension: Dimension, owners: Sequence[str]) -> d
             f"Dimension {dimension.name or dimension.id} ({dimension.match}): rows of the CSV files under "
             f"`{where}`"
         )
-        metadata = {"dagster/uri": where, "path_prefix": rows.path_prefix, "key": rows.key}
+        metadata: dict[str, str | int] = {
+            "dagster/uri": where,
+            "path_prefix": rows.path_prefix,
+            "key": rows.key,
+        }
     else:
         description = f"Dimension {dimension.name or dimension.id} ({dimension.match}, {len(rows.rows)} rows)"
         metadata = {"rows": len(rows.rows)}
@@ -210,7 +216,9 @@ def build_pipeline_assets(pipeline: Pipeline, slug: str, owners: Sequence[str] =
         pool=f"karet_{dagster_name(slug)}",
         description=f"Run pipeline `{slug}` with the Polars engine",
     )
-    def _run(context: dg.AssetExecutionContext, config: RunOptions, store: StoreResource):
+    def _run(
+        context: dg.AssetExecutionContext, config: RunOptions, store: StoreResource
+    ) -> Iterator[dg.MaterializeResult[None] | dg.AssetCheckResult]:
         selected = {k.path[-1] for k in context.selected_asset_keys}
         clean_run = config.clean_run or context.run.tags.get(TAG_CLEAN_RUN) == "true"
         if TAG_PIPELINE not in context.run.tags:
@@ -277,7 +285,7 @@ def build_pipeline_assets(pipeline: Pipeline, slug: str, owners: Sequence[str] =
     return _run
 
 
-def _commit_info(context: dg.AssetExecutionContext, stores, slug: str) -> dict[str, str]:
+def _commit_info(context: dg.AssetExecutionContext, stores: Stores, slug: str) -> dict[str, str]:
     """What each Delta commit of the run records: the run, its trigger and the config it ran."""
     config = stores.pipelines.head(keys.config_key(slug))
     return {
@@ -287,14 +295,19 @@ def _commit_info(context: dg.AssetExecutionContext, stores, slug: str) -> dict[s
     }
 
 
-def _version_metadata(config_version: int | None) -> dict[str, object]:
+def _version_metadata(config_version: int | None) -> dict[str, dg.MetadataValue]:
     # Which config version produced the table: a run of a config written outside Karet has none.
     return {} if config_version is None else {"config_version": dg.MetadataValue.int(config_version)}
 
 
 def _table_metadata(
-    slug, pipeline: Pipeline, table, table_report: TableReport, report: RunReport, stats
-) -> dict[str, object]:
+    slug: str,
+    pipeline: Pipeline,
+    table: AnalyticTable,
+    table_report: TableReport,
+    report: RunReport,
+    stats: TableStats,
+) -> dict[str, dg.MetadataValue | dg.TableSchema]:
     # Lists are sorted so two runs that did the same work show the same metadata, whatever the order the
     # engine finished its files and partitions in.
     version = {} if stats.version is None else {"delta_version": dg.MetadataValue.int(stats.version)}
@@ -329,7 +342,9 @@ def _natural(text: str) -> list[str | int]:
     return [int(part) if i % 2 else part for i, part in enumerate(re.split(r"(\d+)", text))]
 
 
-def _check_results(slug: str, table: AnalyticTable, table_report: TableReport, report: RunReport):
+def _check_results(
+    slug: str, table: AnalyticTable, table_report: TableReport, report: RunReport
+) -> Iterator[dg.AssetCheckResult]:
     key = table_key(slug, table.id)
     mismatched = {
         name: dtype

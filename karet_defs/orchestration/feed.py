@@ -133,12 +133,11 @@ class FeedReader:
             return []
         facts = self._facts(entry.run_id, refresh=kind in _ENDED or kind == _ET.RUN_START)
         if kind == _ET.ASSET_MATERIALIZATION_PLANNED or kind == _ET.RUN_ENQUEUED:
-            pipeline = facts.pipeline or (key.path[0] if key is not None else None)
-            if pipeline is None or key != facts.first_planned:
+            queued_pipeline = facts.pipeline or (key.path[0] if key is not None else None)
+            if queued_pipeline is None or key != facts.first_planned:
                 return []
-            return [
-                event(JOBS, "queued", pipeline, self._job(entry.run_id, pipeline, facts, status="scheduled"))
-            ]
+            queued = self._job(entry.run_id, queued_pipeline, facts, status="scheduled")
+            return [event(JOBS, "queued", queued_pipeline, queued)]
         if facts.pipeline is None:
             return []
         if kind == _ET.RUN_START:
@@ -147,7 +146,7 @@ class FeedReader:
                 event(JOBS, "started", facts.pipeline, started),
                 event("runs", "started", facts.pipeline, started),
             ]
-        ended = self._ended(entry.run_id, facts, _ENDED[kind])  # type: ignore[index]
+        ended = self._ended(entry.run_id, facts, _ENDED[kind])
         return [
             event(JOBS, ended["status"], facts.pipeline, ended),
             event("runs", "ended", facts.pipeline, ended),

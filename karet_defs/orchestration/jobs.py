@@ -5,9 +5,8 @@ import re
 from collections.abc import Mapping
 
 import dagster as dg
-from dagster._core.storage.tags import USER_TAG
 
-from karet_defs.engine.run import RunReport
+from karet_defs.engine.report import RunReport
 from karet_defs.errors import KaretError
 
 TAG_PIPELINE = "karet/pipeline"
@@ -36,6 +35,7 @@ TRIGGERS = ("manual", "webhook", "sensor", "api", "schedule")
 # The Dagster UI names a run's origin from `user` (shown as given), then `dagster/schedule_name` and
 # `dagster/sensor_name`, which Dagster sets itself on schedule and sensor runs; anything else reads "Manually
 # launched" (ui-core `runs/CreatedByTag.tsx`). So the runs Karet creates name their trigger in `user`.
+TAG_LAUNCHED_BY = "user"  # Dagster's own (`USER_TAG`), which it does not export publicly
 LAUNCHED_BY = {"manual": "Karet: manual run", "api": "Karet: worker API", "webhook": "Karet: S3 webhook"}
 
 
@@ -78,15 +78,17 @@ def run_tags(slug: str, *, trigger: str = "manual", clean_run: bool = False) -> 
 def launch_tags(tags: Mapping[str, str]) -> dict[str, str]:
     """Dagster's own launch tag for a run Karet creates with these tags (none for the daemon's triggers)."""
     launched_by = LAUNCHED_BY.get(tags.get(TAG_TRIGGER, ""))
-    return {USER_TAG: launched_by} if launched_by else {}
+    return {TAG_LAUNCHED_BY: launched_by} if launched_by else {}
 
 
-def build_pipeline_job(slug: str, asset_keys: list[dg.AssetKey]):
+def build_pipeline_job_defs(slug: str, asset_keys: list[dg.AssetKey]) -> dg.Definitions:
     """The job that materializes every table of one pipeline in one process."""
-    return dg.define_asset_job(
+    # Wrapped in Definitions: the type `define_asset_job` returns is not part of Dagster's public API.
+    job = dg.define_asset_job(
         name=dagster_name(slug),
         selection=dg.AssetSelection.assets(*asset_keys),
         executor_def=dg.in_process_executor,
         run_tags=run_tags(slug),
         description=f"Run the whole pipeline `{slug}`: every mapping, every analytic table.",
     )
+    return dg.Definitions(jobs=[job])

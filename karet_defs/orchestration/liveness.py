@@ -69,7 +69,9 @@ def is_gone(identity: ProcessIdentity) -> bool:
 
 
 @contextmanager
-def executing(context: dg.OpExecutionContext, settings: Settings, slug: str) -> Iterator[None]:
+def executing(
+    context: dg.AssetExecutionContext | dg.OpExecutionContext, settings: Settings, slug: str
+) -> Iterator[None]:
     """Name this process on the run, then hold the pipeline's write lock on this host while the body runs.
 
     Dagster's pool (one slot per pipeline) is not enough on the embedded SQLite instance: its slot claims are

@@ -200,7 +200,13 @@ def _build_op(slug: str, operation: str, action: _Action) -> dg.OpDefinition:
         pool=f"karet_{dagster_name(slug)}",
         description=f"{operation.capitalize()} tables of `{slug}`",
     )
-    def _maintain(context: dg.OpExecutionContext, config: config_type, store: StoreResource) -> None:
+    # Dagster reads the op's config class from this annotation at run time; it is chosen per operation,
+    # which no static type can say.
+    def _maintain(
+        context: dg.OpExecutionContext,
+        config: config_type,  # type: ignore[valid-type]
+        store: StoreResource,
+    ) -> None:
         settings = store.settings()
         stores = store.stores()
         try:

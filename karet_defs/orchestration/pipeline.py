@@ -6,7 +6,7 @@ import dagster as dg
 from karet_defs.config.models import Pipeline
 from karet_defs.errors import KaretError
 from karet_defs.orchestration.assets import build_external_specs, build_pipeline_assets, table_key
-from karet_defs.orchestration.jobs import build_pipeline_job, dagster_name
+from karet_defs.orchestration.jobs import build_pipeline_job_defs, dagster_name
 from karet_defs.orchestration.maintenance import build_maintenance_defs
 from karet_defs.orchestration.resources import StoreResource
 from karet_defs.orchestration.sandbox import build_sandbox_job
@@ -37,10 +37,11 @@ def build_pipeline_defs(pipeline: Pipeline, slug: str, store: StoreResource) -> 
             assets=[*specs, _unfinished_marker(pipeline, slug, owners)], jobs=[build_sandbox_job(slug)]
         )
     tables = build_pipeline_assets(pipeline, slug, owners)
-    job = build_pipeline_job(slug, [table_key(slug, t.id) for t in pipeline.analytic_tables])
+    pipeline_job = build_pipeline_job_defs(slug, [table_key(slug, t.id) for t in pipeline.analytic_tables])
     sensors = [build_raw_files_sensor(pipeline, slug, store)] if pipeline.source_containers else []
     return dg.Definitions.merge(
-        dg.Definitions(assets=[*specs, tables], jobs=[job, build_sandbox_job(slug)], sensors=sensors),
+        dg.Definitions(assets=[*specs, tables], jobs=[build_sandbox_job(slug)], sensors=sensors),
+        pipeline_job,
         build_maintenance_defs(slug),
     )
 

@@ -1,5 +1,7 @@
 """The store as a Dagster resource: it only chooses and builds the domain's ``Stores``."""
 
+from typing import Any
+
 import dagster as dg
 from pydantic import Field
 
@@ -8,7 +10,9 @@ from karet_defs.store.base import Stores
 from karet_defs.store.factory import build_stores
 
 
-class StoreResource(dg.ConfigurableResource):
+# Dagster documents ConfigurableResource unsubscripted (its value type parameter is for
+# ConfigurableResourceFactory), and subscripting it would build a pydantic generic subclass at run time.
+class StoreResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     """Where pipelines live; unset fields fall back to the environment (``KARET_DATA_DIR``, ``S3_*``)."""
 
     data_dir: str | None = Field(default=None, description="Local store root (embedded default).")
@@ -16,7 +20,8 @@ class StoreResource(dg.ConfigurableResource):
     s3_endpoint: str | None = Field(default=None, description="S3 endpoint URL (moto, MinIO, RustFS, ...).")
 
     def settings(self) -> Settings:
-        overrides = {
+        # Any: the strings are validated and coerced (``data_dir`` to a Path) by Settings itself.
+        overrides: dict[str, Any] = {
             name: value
             for name, value in (
                 ("data_dir", self.data_dir),

@@ -51,9 +51,11 @@ MAX_SQL_CHARS = 10_000
 ONLY_SELECT = "Only SELECT queries are allowed"
 Params = Sequence[object] | Mapping[str, object] | None
 
+# The value types ``duckdb.connect(config=...)`` accepts.
+_DuckDBConfig = dict[str, str | bool | int | float | list[str]]
 # Set when the connection opens and never changeable by a query: no extension is fetched or loaded, no
 # Python variable of this process is scanned by name (DuckDB's replacement scans).
-_CONNECTION_CONFIG = {
+_CONNECTION_CONFIG: _DuckDBConfig = {
     "autoinstall_known_extensions": False,
     "autoload_known_extensions": False,
     "allow_community_extensions": False,
@@ -246,7 +248,7 @@ def _query(
 
 
 def _connect(limits: QueryLimits, spill: str) -> duckdb.DuckDBPyConnection:
-    config: dict[str, str | bool | int] = {
+    config: _DuckDBConfig = {
         **_CONNECTION_CONFIG,
         "memory_limit": limits.memory_limit,
         "threads": limits.threads,

@@ -29,9 +29,10 @@ def read_verified(store: ObjectStore, key: str) -> tuple[bytes, str] | None:
         # A write between the GET and the HEAD would pair the old body with the new ETag, and a later
         # If-Match would then overwrite a version the caller never saw. ETags that are not the body's MD5
         # (multipart, SSE-KMS) cannot be checked this way and are taken as they are after the retries.
-        if info.etag == md5_hex(body):
-            return body, info.etag
-    return body, info.etag
+        etag = info.etag
+        if etag == md5_hex(body):
+            return body, etag
+    return body, etag
 
 
 def read_json_record(store: ObjectStore, key: str) -> dict[str, Any] | None:

@@ -15,16 +15,19 @@ import uuid
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
-from botocore.client import BaseClient
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from karet_defs.errors import BucketNotFound, KaretError, ObjectNotFound, PreconditionFailed, StoreError
 from karet_defs.settings import Settings
 from karet_defs.store.base import ObjectInfo, TableLocation, normalise_etag
+
+if TYPE_CHECKING:
+    # A dev-only stub package (types-boto3-s3): the client's methods typed per S3 operation.
+    from types_boto3_s3 import S3Client
 
 BUCKET_NOT_FOUND_MESSAGE = (
     "S3 bucket does not exist. Create it first or check the S3_BUCKET / S3_BUCKET_LAKE / "
@@ -37,7 +40,7 @@ _NOT_FOUND_CODES = {"NoSuchKey", "NotFound", "404"}
 _PRECONDITION_CODES = {"PreconditionFailed", "ConditionalRequestConflict"}
 
 
-def make_s3_client(settings: Settings, *, max_attempts: int = 3) -> BaseClient:
+def make_s3_client(settings: Settings, *, max_attempts: int = 3) -> "S3Client":
     """A boto3 S3 client for ``settings``: endpoint, addressing style, region, credentials, retries."""
     config = Config(
         connect_timeout=5,
@@ -101,7 +104,7 @@ class S3Store:
     """An ``ObjectStore`` over one bucket, through a (thread-safe, shareable) boto3 client."""
 
     def __init__(
-        self, bucket: str, *, client: BaseClient, delta_options: dict[str, str] | None = None
+        self, bucket: str, *, client: "S3Client", delta_options: dict[str, str] | None = None
     ) -> None:
         self.bucket = bucket
         self.client = client
@@ -259,10 +262,10 @@ class S3Store:
     def delete_many(self, keys: builtins.list[str]) -> int:
         """Remove many objects (batched); return how many were asked for."""
         for i in range(0, len(keys), DELETE_BATCH):
-            batch = [{"Key": key} for key in keys[i : i + DELETE_BATCH]]
+            batch = keys[i : i + DELETE_BATCH]
             try:
                 resp = self.client.delete_objects(
-                    Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True}
+                    Bucket=self.bucket, Delete={"Objects": [{"Key": key} for key in batch], "Quiet": True}
                 )
             except (ClientError, BotoCoreError) as exc:
                 raise _translate(exc) from exc

@@ -32,7 +32,7 @@ def template_files(template_id: str) -> dict[str, bytes]:
     return files
 
 
-def bucket_for(relative_path: str, stores: Stores) -> ObjectStore:
+def store_for_path(relative_path: str, stores: Stores) -> ObjectStore:
     """Bucket routing by extension (REFERENCE §4.1): CSV → lake, Parquet → warehouse, the rest → pipelines;
     except a table's folder (production or sandbox), whole in the warehouse: its Delta log (JSON) lives
     beside its data."""
@@ -75,6 +75,6 @@ def install_template(stores: Stores, slug: str, template_id: str, *, exclusive: 
     written = [config_key]
     for relative, content in files.items():
         key = f"{keys.pipeline_prefix(slug)}{relative}"
-        bucket_for(relative, stores).put(key, content, content_type=content_type_for(relative))
+        store_for_path(relative, stores).put(key, content, content_type=content_type_for(relative))
         written.append(key)
     return written

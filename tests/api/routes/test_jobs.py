@@ -130,7 +130,7 @@ def test_missing_pipeline_is_404_and_unknown_job_is_404(api_client):
 
 
 def test_stuck_running_run_is_shown_failed_as_orphan(make_client, local_settings, dagster_instance):
-    client = make_client(local_settings.model_copy(update={"orphan_after_seconds": 0}))
+    client = make_client(local_settings.model_copy(update={"orphan_after_seconds": 120}))
     run = dagster_instance.add_run(
         dg.DagsterRun(
             job_name="spending",
@@ -138,12 +138,17 @@ def test_stuck_running_run_is_shown_failed_as_orphan(make_client, local_settings
             status=dg.DagsterRunStatus.STARTED,
         )
     )
-    time.sleep(0.05)
+    # The run's last event is three minutes old, so it is silent past the limit without the test waiting.
+    dagster_instance.store_event(
+        dg.EventLogEntry(
+            error_info=None, level="INFO", user_message="", run_id=run.run_id, timestamp=time.time() - 180
+        )
+    )
 
     jobs = client.get("/api/p/spending/jobs").json()["jobs"]
 
     assert [(j["id"], j["status"], j["error"]) for j in jobs] == [
-        (run.run_id, "failed", "job abandoned (stuck in running for > 0 min)")
+        (run.run_id, "failed", "job abandoned (stuck in running for > 2 min)")
     ]
 
 

@@ -33,6 +33,14 @@ def _ops(answer):
     return [(m["op"], m["payload"]["job_id"]) for m in answer["messages"]]
 
 
+def _wait_for_a_waiting_consumer(client, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    # The app makes its feed hub on the first consume; until then nobody waits on it.
+    while (hub := getattr(client.app.state, "karet_feed", None)) is None or hub.listeners == 0:
+        assert time.monotonic() < deadline, "the long poll never started waiting"
+        time.sleep(0.01)
+
+
 @pytest.fixture
 def spending(api_client, local_stores):
     put_small_pipeline(local_stores, "sales")
@@ -115,7 +123,8 @@ def test_a_long_poll_returns_when_an_event_arrives(spending, dagster_instance):
     waiting = threading.Thread(target=lambda: answers.append(_consume(spending, start="Latest", timeout=30)))
     started = time.monotonic()
     waiting.start()
-    time.sleep(0.5)
+    # The event must arrive while the poll waits, after it has taken "Latest" as its start.
+    _wait_for_a_waiting_consumer(spending)
 
     run_id = execute_pipeline_run(dagster_instance, "sales", trigger="manual").run_id
     waiting.join(30)
