@@ -21,6 +21,11 @@ from karet_defs.settings import Settings
 from karet_defs.store.base import Stores
 
 
+def secure_cookies(request: Request) -> bool:
+    """Whether the cookies set in answer to ``request`` carry ``Secure``: it came over HTTPS."""
+    return request.url.scheme == "https"
+
+
 def get_app_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings

@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter, Depends, Request, Response
 
-from karet_api.deps import AuthDep, ClientAddress, SettingsDep, StoreDep, require_user
+from karet_api.deps import AuthDep, ClientAddress, SettingsDep, StoreDep, require_user, secure_cookies
 from karet_api.routing import CappedJsonRoute
 from karet_api.schemas.auth import PasswordBody, PasswordChange, SessionStatus, SetupStatus
 from karet_api.schemas.common import STORE_ERRORS, Ok, error_responses
@@ -81,7 +81,7 @@ def login(
 @router.post("/auth/logout", response_model=Ok)
 def logout(request: Request, response: Response) -> Ok:
     """Drop the session cookie."""
-    response.headers.append("set-cookie", cookies.expired_session_cookie(secure=_is_https(request)))
+    response.headers.append("set-cookie", cookies.expired_session_cookie(secure=secure_cookies(request)))
     return Ok()
 
 
@@ -110,7 +110,7 @@ def me(
     if renewed is not None:
         status.access_token, status.expires_in = renewed.access_token, renewed.expires_in
         if actor.token_from_cookie:
-            for cookie in sessions.token_cookies(renewed, secure=_is_https(request)):
+            for cookie in sessions.token_cookies(renewed, secure=secure_cookies(request)):
                 response.headers.append("set-cookie", cookie)
     return status
 
@@ -144,8 +144,4 @@ def change_password(
 
 
 def _start_session(request: Request, response: Response, auth: AuthState) -> None:
-    response.headers.append("set-cookie", cookies.session_cookie(auth.keys, secure=_is_https(request)))
-
-
-def _is_https(request: Request) -> bool:
-    return request.url.scheme == "https"
+    response.headers.append("set-cookie", cookies.session_cookie(auth.keys, secure=secure_cookies(request)))

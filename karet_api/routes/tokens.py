@@ -9,7 +9,7 @@ from typing import cast
 
 from fastapi import APIRouter, Request, Response
 
-from karet_api.deps import AuthDep, ClientAddress, SettingsDep, StoreDep
+from karet_api.deps import AuthDep, ClientAddress, SettingsDep, StoreDep, secure_cookies
 from karet_api.routes.sql_api import BearerActor, KalamRoute
 from karet_api.schemas.accounts import (
     LogoutResponse,
@@ -70,7 +70,7 @@ def login(
 ) -> TokenResponse:
     """Sign in: the profile, an access token (15 min) and a refresh token (7 days); sets the cookies."""
     signed_in = sessions.login(auth, stores.pipelines, client, body.user, body.password)
-    _set_cookies(response, sessions.token_cookies(signed_in.pair, secure=_is_https(request)))
+    _set_cookies(response, sessions.token_cookies(signed_in.pair, secure=secure_cookies(request)))
     return _answer(signed_in)
 
 
@@ -88,7 +88,7 @@ def refresh(
     """Rotate the pair of the refresh token (bearer, else the `karet_refresh` cookie)."""
     token = presented_token(request) or request.cookies.get(REFRESH_COOKIE, "")
     signed_in = sessions.refresh(auth, stores.pipelines, client, token)
-    _set_cookies(response, sessions.token_cookies(signed_in.pair, secure=_is_https(request)))
+    _set_cookies(response, sessions.token_cookies(signed_in.pair, secure=secure_cookies(request)))
     return _answer(signed_in)
 
 
@@ -105,7 +105,7 @@ def logout(
         access_cookie=request.cookies.get(ACCESS_COOKIE, ""),
         refresh_cookie=request.cookies.get(REFRESH_COOKIE, ""),
     )
-    _set_cookies(response, sessions.cleared_cookies(secure=_is_https(request)))
+    _set_cookies(response, sessions.cleared_cookies(secure=secure_cookies(request)))
     return LogoutResponse()
 
 
@@ -175,10 +175,6 @@ def _answer(signed_in: sessions.SignedIn) -> TokenResponse:
 def _set_cookies(response: Response, cookies: list[str]) -> None:
     for cookie in cookies:
         response.headers.append("set-cookie", cookie)
-
-
-def _is_https(request: Request) -> bool:
-    return request.url.scheme == "https"
 
 
 def _is_local(request: Request) -> bool:
